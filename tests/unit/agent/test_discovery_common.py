@@ -81,15 +81,16 @@ def test_auto_never_falls_through_a_refusal() -> None:
 
 
 def test_auto_uses_cpu_dev_only_when_allowed() -> None:
-    kwargs = {"nvidia": FakeDiscovery(note="NVML Shared Library Not Found", source="nvidia"),
-              "apple": FakeDiscovery(note="not macOS", source="apple")}
-    result = auto_discover(**kwargs)
+    nv = FakeDiscovery(note="NVML Shared Library Not Found", source="nvidia")
+    ap = FakeDiscovery(note="not macOS", source="apple")
+    result = auto_discover(nvidia=nv, apple=ap)
     assert not result.ok and not result.is_refused
     assert result.note is not None
     assert "no GPU found" in result.note and "NVML Shared Library Not Found" in result.note
     assert "not macOS" in result.note and "cpu-dev" in result.note
 
-    dev = auto_discover(**kwargs, allow_cpu_dev=True, cpu_dev_count=2, host_fingerprint=FP)
+    dev = auto_discover(nvidia=nv, apple=ap, allow_cpu_dev=True, cpu_dev_count=2,
+                        host_fingerprint=FP)
     assert dev.ok and dev.source == "cpu-dev" and len(dev.gpus) == 2
 
 
