@@ -31,8 +31,13 @@ class GpuVendor(enum.StrEnum):
 # Printable ASCII only, no quotes or backslashes: enough for model names and versions,
 # and nothing that needs escaping anywhere it is shown.
 SafeText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                           pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()+/:-]*$")
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()+/:-]*$",
+    ),
 ]
 GpuUuid = Annotated[
     str, StringConstraints(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -53,8 +58,10 @@ Region = Annotated[
     str, StringConstraints(min_length=2, max_length=32, pattern=r"^[a-z]{2}(-[a-z0-9]{1,12}){0,2}$")
 ]
 Label = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=48,
-                           pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=48, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
+    ),
 ]
 
 MAX_VRAM_MIB = 4 * 1024 * 1024  # 4 TiB: far above any single accelerator

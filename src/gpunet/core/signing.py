@@ -82,8 +82,12 @@ def enrollment_message(*, code_digest: bytes, public_key: str, claim_json: bytes
     possession cannot be lifted into another enrollment.
     """
     return b"\n".join(
-        [ENROLL_CONTEXT, code_digest.hex().encode(), public_key.encode(),
-         hashlib.sha256(claim_json).hexdigest().encode()]
+        [
+            ENROLL_CONTEXT,
+            code_digest.hex().encode(),
+            public_key.encode(),
+            hashlib.sha256(claim_json).hexdigest().encode(),
+        ]
     )
 
 
@@ -136,6 +140,14 @@ class DeviceSigner:
 
     def authorization(self, method: str, path: str, body: bytes, timestamp: int) -> str:
         nonce = secrets.token_hex(NONCE_BYTES)
-        msg = request_message(device_id=self.device_id, method=method, path=path,
-                              timestamp=timestamp, nonce=nonce, body=body)
-        return f"{SCHEME} id={self.device_id},ts={timestamp},nonce={nonce},sig={b64u(self.sign(msg))}"
+        msg = request_message(
+            device_id=self.device_id,
+            method=method,
+            path=path,
+            timestamp=timestamp,
+            nonce=nonce,
+            body=body,
+        )
+        return (
+            f"{SCHEME} id={self.device_id},ts={timestamp},nonce={nonce},sig={b64u(self.sign(msg))}"
+        )

@@ -129,12 +129,14 @@ def split(epoch: int, emission: int, scores: Mapping[str, int]) -> Allocation:
     if total == 0:
         return Allocation(epoch, emission, {}, emission, 0)
     wallets = sorted(positive)
-    amounts: list[int] = []
-    remainders: list[int] = []
-    for wallet in wallets:
-        a, r = divmod(emission * positive[wallet], total)
-        amounts.append(a)
-        remainders.append(r)
+    weights = [positive[w] for w in wallets]
+    # floor(E*s/S) == qE*s + floor(rE*s/S) with E == qE*S + rE: smaller operands, and
+    # lists of ints only (no tuples), which keeps the garbage collector out of the loop.
+    q_e, r_e = divmod(emission, total)
+    partial = [r_e * s for s in weights]
+    amounts = [q_e * s + p // total for s, p in zip(weights, partial, strict=True)]
+    remainders = [p % total for p in partial]
+    del partial
     leftover = emission - sum(amounts)
     if leftover:
         # Find the remainder of the leftover-th winner; only ties at it need the hash.

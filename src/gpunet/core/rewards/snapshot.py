@@ -18,6 +18,7 @@ with `verify_payout` against the published root.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -181,8 +182,11 @@ class Snapshot:
 
 def build_snapshot(allocation: Allocation) -> Snapshot:
     """Canonical snapshot of an allocation (wallets sorted, zero amounts dropped)."""
-    items = sorted((w, a) for w, a in allocation.payouts.items() if a)
-    if sum(a for _, a in items) + allocation.unallocated != allocation.emission:
+    wallets = [w for w, a in allocation.payouts.items() if a]
+    if any(a >= b for a, b in itertools.pairwise(wallets)):
+        wallets.sort()
+    amounts = [allocation.payouts[w] for w in wallets]
+    if sum(amounts) + allocation.unallocated != allocation.emission:
         raise InvalidInput("allocation does not sum to its emission")
     return Snapshot(allocation.epoch, allocation.emission, allocation.unallocated,
-                    [w for w, _ in items], [a for _, a in items])
+                    wallets, amounts)

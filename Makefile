@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-10)
+# The CPU build of PyTorch runs the CUDA prover's code on the CPU in tests.
+TORCH ?= torch==2.13.0
+export GPUNET_DATABASE_URL ?= sqlite:///var/gpunet.db
+
+.PHONY: run test lint venv clean bench
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[server,agent,dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gpunet server migrate
+	$(BIN)/gpunet server run --host 127.0.0.1 --port 8000
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	GPUNET_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh)" $(BIN)/pytest -n 2 -p no:cacheprovider
+
+bench: $(STAMP)
+	@echo "benchmarks live in bench/; see BENCHMARKS.md for the commands and figures"
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,18 @@
+"""The `gpunet` command. One module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from gpunet import __version__
+from gpunet.cli import admin, server
+
+
+@click.group()
+@click.version_option(__version__, prog_name="gpunet")
+def cli() -> None:
+    """gpunet: a GPU network that proves every GPU before it counts."""
+
+
+cli.add_command(server.server)
+cli.add_command(admin.admin)

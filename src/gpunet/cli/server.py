@@ -1,0 +1,55 @@
+"""`gpunet server`: migrate and run the coordinator."""
+
+from __future__ import annotations
+
+import click
+
+from gpunet.cli.common import load_settings, open_database
+
+
+@click.group()
+def server() -> None:
+    """Run the coordinator."""
+
+
+@server.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run repeatedly)."""
+    from gpunet.server.db import migrate as m
+
+    settings = load_settings()
+    db = open_database(settings)
+    before = m.current_revision(db.engine)
+    m.upgrade(db.engine)
+    after = m.current_revision(db.engine)
+    click.echo(f"database at revision {after}" + ("" if before == after else f" (was {before})"))
+
+
+@server.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+def run(host: str, port: int, workers: int) -> None:
+    """Serve the coordinator API (run `gpunet server migrate` first)."""
+    import uvicorn
+
+    from gpunet.server.db import migrate as m
+
+    settings = load_settings()
+    db = open_database(settings)
+    if m.current_revision(db.engine) is None:
+        raise click.ClickException("the database has no schema: run `gpunet server migrate`")
+    db.dispose()
+    click.echo(
+        f"gpunet coordinator on http://{host}:{port} ({settings.environment.value}, "
+        f"{'SQLite' if settings.is_sqlite else 'PostgreSQL'})"
+    )
+    uvicorn.run(
+        "gpunet.server.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        factory=False,
+        log_level="info",
+        proxy_headers=False,
+    )

@@ -1,0 +1,133 @@
+"""Deterministic derivation of a challenge's matrices and reference steps from its seed.
+
+This module is the single definition of *what* a prover computes; backends only choose
+*how* (NumPy, torch on CUDA/MPS/CPU). The verifier calls the same functions for the few
+rows it needs, so a backend that agrees with this module on a small instance agrees
+everywhere (the calibrate self-test and the cross-backend tests check exactly that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+
+from gpunet.core.pog.params import ChallengeParams
+from gpunet.core.pog.prf import (
+    GAMMA,
+    LABEL_B,
+    LABEL_D,
+    LABEL_LEAF,
+    LABEL_REFS,
+    LABEL_X0,
+    I8,
+    U64,
+    derive_key,
+    f_round,
+    mix64,
+    prf_rows,
+)
+
+
+@dataclass(frozen=True)
+class ChallengeKeys:
+    """The independent 64-bit stream keys of one challenge seed."""
+
+    seed: bytes
+    x0: int
+    b: int
+    d: int
+    leaf: int
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> ChallengeKeys:
+        if len(seed) < 16:
+            raise ValueError("a challenge seed has at least 128 bits")
+        return cls(
+            seed=seed,
+            x0=derive_key(seed, LABEL_X0),
+            b=derive_key(seed, LABEL_B),
+            d=derive_key(seed, LABEL_D),
+            leaf=derive_key(seed, LABEL_LEAF),
+        )
+
+
+def initial_rows(keys: ChallengeKeys, rows: npt.ArrayLike, n: int) -> I8:
+    """Rows of X_0."""
+    return prf_rows(keys.x0, rows, n)
+
+
+def b_rows(keys: ChallengeKeys, rows: npt.ArrayLike, n: int) -> I8:
+    """Rows of Bt (= columns of B). Row i of X_{t+1} is round(Bt[i] . X_t[j]) over j."""
+    return prf_rows(keys.b, rows, n)
+
+
+def d_matrix(keys: ChallengeKeys, params: ChallengeParams) -> I8:
+    """Dt, the digest matrix (digest_width x n): a row's digest starts as Dt @ row."""
+    return prf_rows(keys.d, np.arange(params.digest_width), params.n)
+
+
+def leaf_keys(keys: ChallengeKeys, width: int) -> U64:
+    """Per-position words added to the digest sketch before the tree (breaks symmetry)."""
+    ctr = np.arange(1, width + 1, dtype=np.uint64)
+    return mix64(np.uint64(keys.leaf) + ctr * np.uint64(GAMMA))
+
+
+def ref_steps(seed: bytes, params: ChallengeParams) -> tuple[tuple[int, ...], ...]:
+    """For each step t, the distinct older steps p < t whose matrices are XORed into X_{t+1}.
+
+    Step 0 has none (only X_0 exists). Drawn from SHA-256 of the seed, so a prover knows
+    them at the start, which is fine: the point is that *old* matrices must stay resident
+    (or be streamed back over the host link) while the chain runs.
+    """
+    out: list[tuple[int, ...]] = []
+    for t in range(params.steps):
+        want = min(params.refs, t)
+        chosen: list[int] = []
+        ctr = 0
+        while len(chosen) < want:
+            h = hashlib.sha256(LABEL_REFS + seed + t.to_bytes(4, "little") + ctr.to_bytes(4, "little"))
+            p = int.from_bytes(h.digest()[:8], "little") % t
+            ctr += 1
+            if p not in chosen:
+                chosen.append(p)
+        out.append(tuple(sorted(chosen)))
+    return tuple(out)
+
+
+class Derivation:
+    """Cached per-challenge derived material for a NumPy backend or the verifier."""
+
+    def __init__(self, seed: bytes, params: ChallengeParams) -> None:
+        self.seed = seed
+        self.params = params
+        self.keys = ChallengeKeys.from_seed(seed)
+
+    @cached_property
+    def refs(self) -> tuple[tuple[int, ...], ...]:
+        return ref_steps(self.seed, self.params)
+
+    @cached_property
+    def dt(self) -> I8:
+        return d_matrix(self.keys, self.params)
+
+    @cached_property
+    def leaf(self) -> U64:
+        return leaf_keys(self.keys, self.params.digest_width)
+
+
+def exact_products(a: I8, bt: I8) -> npt.NDArray[np.int64]:
+    """a @ bt.T with exact integer results (|entries| <= 2^14 * n <= 2^30).
+
+    float64 BLAS is exact here: every partial sum is an integer below 2^53.
+    """
+    prod = a.astype(np.float64) @ bt.astype(np.float64).T
+    return prod.astype(np.int64)
+
+
+def step_rows(bt_rows: I8, x_t: I8) -> I8:
+    """Rows of round(Bt[rows] @ X_t^T): the fresh part of rows of X_{t+1}."""
+    return f_round(exact_products(bt_rows, x_t))

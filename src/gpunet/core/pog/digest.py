@@ -1,0 +1,71 @@
+"""The 128-bit row digest, reference implementation (NumPy).
+
+A row r (n int8 values) is digested in two stages, both cheap on a GPU:
+
+1. sketch: s = Dt @ r, exact int32 (digest_width values), computed by the same int8
+   GEMM kernel as the chain. Dt is square-free random int8 from the seed, so two rows
+   with equal sketches differ by a short integer vector in the kernel of Dt: a short
+   integer solution (SIS) instance of width `digest_width`, which lattice reduction
+   cannot solve in the seconds an opening is allowed to take (numbers in the doc).
+2. tree: each sketch word plus a per-position key goes through mix64; the words are
+   paired into 128-bit nodes and folded by `node()` (a nonlinear 256 -> 128 bit
+   compression with feed-forward, so a node cannot be inverted from its output) until
+   one node is left. Its two lanes, little-endian, are the 16-byte digest.
+
+The Merkle tree over digests (SHA-256, `gpunet.core.merkle`) is built on the host; only
+digests ever leave the device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from gpunet.core.pog.prf import I8, NODE_C1, NODE_C2, U64, mix64
+
+DIGEST_BYTES = 16
+
+
+def node(a1: U64, b1: U64, a2: U64, b2: U64) -> tuple[U64, U64]:
+    """Compress two 128-bit nodes (a1, b1), (a2, b2) into one.
+
+    Every output lane depends on all four input lanes; the final XORs feed inputs forward
+    (Davies-Meyer style) so that fixing one child does not let the other be solved for.
+    """
+    x = mix64(a1 + mix64(a2 ^ np.uint64(NODE_C1)))
+    y = mix64(b1 ^ mix64(b2 + x))
+    a = mix64(x ^ y ^ np.uint64(NODE_C2)) ^ a1 ^ b2
+    b = mix64(y + a) ^ b1 ^ a2
+    return a, b
+
+
+def fold(words: U64) -> tuple[U64, U64]:
+    """Fold (rows, width) leaf words into one 128-bit node per row; width a power of two."""
+    a = np.ascontiguousarray(words[:, 0::2])
+    b = np.ascontiguousarray(words[:, 1::2])
+    while a.shape[1] > 1:
+        a, b = node(a[:, 0::2], b[:, 0::2], a[:, 1::2], b[:, 1::2])
+    return a[:, 0], b[:, 0]
+
+
+def sketch(rows: I8, dt: I8) -> npt.NDArray[np.int64]:
+    """rows @ Dt^T, exactly: (r, digest_width) int64 holding int32-range values.
+
+    Computed in float64 (exact: every partial sum is an integer far below 2^53).
+    """
+    return (rows.astype(np.float64) @ dt.astype(np.float64).T).astype(np.int64)
+
+
+def digests_from_sketch(s: npt.NDArray[np.int64], leaf: U64) -> npt.NDArray[np.uint8]:
+    """(r, 16) digest bytes from exact sketches (any integer dtype holding int32 values)."""
+    words = np.asarray(s, dtype=np.int64).view(np.uint64) + leaf[np.newaxis, :]
+    a, b = fold(mix64(words))
+    out = np.empty((a.shape[0], 2), dtype="<u8")
+    out[:, 0] = a
+    out[:, 1] = b
+    return out.view(np.uint8).reshape(-1, DIGEST_BYTES)
+
+
+def row_digests(rows: I8, dt: I8, leaf: U64) -> npt.NDArray[np.uint8]:
+    """(r, 16) digests of int8 rows (r, n)."""
+    return digests_from_sketch(sketch(rows, dt), leaf)

@@ -1,0 +1,237 @@
+"""Request dependencies: the transaction, the caller, and the guards in front of both.
+
+Order of work for every request, cheapest first: operator blocks and per-address
+limits (own short transaction, so refused attempts are counted even though the request
+fails), then credentials, then the request's own transaction, which the request owns:
+committed when the handler returns, rolled back when it raises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from gpunet.core.clock import Clock
+from gpunet.core.errors import Forbidden, GpunetError, Unauthenticated
+from gpunet.server.context import Ctx
+from gpunet.server.db.engine import Database
+from gpunet.server.metrics import Metrics
+from gpunet.server.security.oidc import OidcVerifier
+from gpunet.server.security.principal import Principal, PrincipalKind, Scope
+from gpunet.server.security.tokens import AccessTokens
+from gpunet.server.services import accounts, alerts, blocks, devices, ratelimit
+from gpunet.server.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Everything the routes share; built once by the app factory."""
+
+    settings: Settings
+    database: Database
+    clock: Clock
+    metrics: Metrics
+    tokens: AccessTokens
+    enrollment_key: bytes
+    oidc: OidcVerifier | None
+    counters_factory: Callable[[Session], ratelimit.Counters]
+
+
+def state(request: Request) -> AppState:
+    st: AppState = request.app.state.gpunet
+    return st
+
+
+State = Annotated[AppState, Depends(state)]
+
+
+def client_address(request: Request, st: State) -> str | None:
+    peer = request.client.host if request.client else None
+    if peer and peer in st.settings.trusted_proxies:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1][:64]
+    return peer
+
+
+Address = Annotated[str | None, Depends(client_address)]
+
+
+def _endpoint(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", "unknown")
+
+
+LIMITED_KINDS = ("enroll", "login")
+
+
+def guard(kind: str | None = None) -> Callable[..., None]:
+    """Blocks and per-address limits, before any credential or transaction.
+
+    `guard()` runs for every request (blocks, and the address's write limit for any
+    change); `guard("enroll")` / `guard("login")` add the tighter limit of that kind.
+    Counters live in their own short transaction so refused attempts still count.
+    """
+    assert kind is None or kind in LIMITED_KINDS
+
+    def _guard(request: Request, st: State, address: Address) -> None:
+        if kind is None:
+            with st.database.read() as session:
+                blocks.check(blocks.active(session), address=address, principal_key=None)
+        if request.method in ("GET", "HEAD", "OPTIONS") or address is None:
+            return
+        s = st.settings
+        key, limit = {
+            None: ("addr-write", s.address_writes_per_window),
+            "enroll": ("addr-enroll", s.address_enrollments_per_window),
+            "login": ("addr-login", s.address_logins_per_window),
+        }[kind]
+        with st.database.transaction() as session:
+            ratelimit.enforce(
+                st.counters_factory(session),
+                f"{key}:{address}",
+                limit,
+                st.clock.now(),
+                s.rate_window_s,
+            )
+
+    return _guard
+
+
+def db_session(st: State, _: Annotated[None, Depends(guard())]) -> Iterator[Session]:
+    session = st.database.session()
+    try:
+        yield session
+        session.commit()
+        alerts.deliver_pending(session.info, st.settings.alert_webhook_url)
+    except GpunetError:
+        # A few refusals must still leave a trace (a stolen refresh token revokes its
+        # session); everything else a refused request did is undone.
+        if session.info.pop("gpunet_commit_despite_error", False):
+            session.commit()
+        else:
+            session.rollback()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(db_session, scope="function")]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token or len(token) > 8192:
+        return None
+    return token.strip()
+
+
+def _owner_principal(
+    request: Request, st: State, session: Session, address: str | None, now: dt.datetime
+) -> Principal:
+    token = _bearer(request)
+    if token is None:
+        raise Unauthenticated("sign in: this endpoint needs a bearer token")
+    if st.tokens.is_ours(token):
+        claims = st.tokens.verify(token, now)
+        if not accounts.session_is_live(session, claims.session_id, claims.owner_id, now):
+            raise Unauthenticated("this session has been revoked or has expired")
+        return Principal(
+            PrincipalKind.OWNER,
+            str(claims.owner_id),
+            owner_id=claims.owner_id,
+            scopes=claims.scopes,
+            session_id=claims.session_id,
+        )
+    if st.oidc is not None and st.oidc.claims_issuer(token):
+        identity = st.oidc.verify(token, now)
+        ctx = Ctx(session, st.settings, now, Principal.system(), address)
+        owner = accounts.owner_for_external(ctx, identity)
+        if owner.disabled_at is not None:
+            raise Unauthenticated("this account is disabled")
+        return Principal(
+            PrincipalKind.OWNER, str(owner.id), owner_id=owner.id, scopes=frozenset(Scope)
+        )
+    raise Unauthenticated("token not issued by this coordinator or its identity provider")
+
+
+def owner(scope: Scope) -> Callable[..., Ctx]:
+    """An owner with `scope`, wrapped in the context services take."""
+
+    def _owner(request: Request, st: State, session: DbSession, address: Address) -> Ctx:
+        now = st.clock.now()
+        try:
+            principal = _owner_principal(request, st, session, address, now)
+        except Unauthenticated:
+            st.metrics.auth_failures.labels(_endpoint(request), "owner").inc()
+            raise
+        blocks.check(blocks.active(session), address=None, principal_key=principal.key)
+        if scope not in principal.scopes:
+            raise Forbidden(f"this token lacks the '{scope.value}' scope")
+        request.state.principal_kind = "owner"
+        return Ctx(session, st.settings, now, principal, address, st.counters_factory(session))
+
+    return _owner
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+def device(
+    request: Request,
+    st: State,
+    session: DbSession,
+    address: Address,
+    body: Annotated[bytes, Depends(raw_body)],
+) -> Ctx:
+    """A device, proven by its own key's signature over this very request (T3)."""
+    now = st.clock.now()
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    try:
+        principal = devices.authenticate_request(
+            session,
+            header=request.headers.get("authorization", ""),
+            method=request.method,
+            path=path,
+            body=body,
+            now=now,
+            window_s=st.settings.device_signature_window_s,
+        )
+    except Unauthenticated:
+        st.metrics.auth_failures.labels(_endpoint(request), "device").inc()
+        raise
+    blocks.check(blocks.active(session), address=None, principal_key=principal.key)
+    request.state.principal_kind = "device"
+    return Ctx(session, st.settings, now, principal, address, st.counters_factory(session))
+
+
+def anonymous(st: State, session: DbSession, address: Address) -> Ctx:
+    return Ctx(
+        session,
+        st.settings,
+        st.clock.now(),
+        Principal.system("anonymous"),
+        address,
+        st.counters_factory(session),
+    )
+
+
+def read_session(st: State, _: Annotated[None, Depends(guard())]) -> Iterator[Session]:
+    with st.database.read() as session:
+        yield session
+
+
+ReadSession = Annotated[Session, Depends(read_session, scope="function")]
+DeviceCtx = Annotated[Ctx, Depends(device)]
+AnonCtx = Annotated[Ctx, Depends(anonymous)]

@@ -1,0 +1,81 @@
+"""Owners' view of their devices, and enrollment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from gpunet.core.signing import unb64u
+from gpunet.server.api import schemas as s
+from gpunet.server.api.deps import AnonCtx, State, guard, owner
+from gpunet.server.context import Ctx
+from gpunet.server.security.principal import Scope
+from gpunet.server.services import devices, enrollment
+
+router = APIRouter(prefix="/api/v1", tags=["devices"])
+ReadCtx = Annotated[Ctx, Depends(owner(Scope.DEVICES_READ))]
+WriteCtx = Annotated[Ctx, Depends(owner(Scope.DEVICES_WRITE))]
+EnrollCtx = Annotated[Ctx, Depends(owner(Scope.ENROLL))]
+Cursor = Annotated[str | None, Query(pattern=r"^dev_[a-z2-7]{16}$")]
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+@router.post("/enrollment-codes", status_code=201, response_model=s.EnrollmentCodeOut)
+def create_enrollment_code(
+    body: s.EnrollmentCodeRequest, ctx: EnrollCtx, st: State
+) -> s.EnrollmentCodeOut:
+    assert ctx.actor.owner_id is not None
+    code, row = enrollment.create_code(
+        ctx, st.enrollment_key, owner_id=ctx.actor.owner_id, max_devices=body.max_devices
+    )
+    return s.EnrollmentCodeOut(code=code, max_devices=row.max_devices, expires_at=row.expires_at)
+
+
+@router.post(
+    "/enroll", status_code=201, response_model=s.EnrollOut, dependencies=[Depends(guard("enroll"))]
+)
+def enroll(body: s.EnrollRequest, ctx: AnonCtx, st: State) -> s.EnrollOut:
+    """Called by the agent with the owner's code: no bearer token, no device key yet."""
+    new = [
+        enrollment.NewDevice(
+            public_key=d.public_key,
+            claim=d.hardware,
+            claim_json=d.hardware.model_dump_json().encode(),
+            proof=unb64u(d.proof),
+        )
+        for d in body.devices
+    ]
+    done = enrollment.enroll(ctx, st.enrollment_key, code=body.code, devices=new)
+    return s.EnrollOut(
+        devices=[
+            s.EnrolledDevice(gpu_uuid=e.gpu_uuid, device_id=e.device_id, status=e.status.value)
+            for e in done
+        ]
+    )
+
+
+@router.get("/devices", response_model=s.OwnerDeviceList)
+def list_my_devices(ctx: ReadCtx, limit: Limit = 50, cursor: Cursor = None) -> s.OwnerDeviceList:
+    assert ctx.actor.owner_id is not None
+    rows = devices.list_owned(ctx.session, ctx.actor.owner_id, limit=limit + 1, after=cursor)
+    items = [s.OwnerDeviceOut.model_validate(d) for d in rows[:limit]]
+    return s.OwnerDeviceList(
+        items=items, next_cursor=rows[limit - 1].public_id if len(rows) > limit else None
+    )
+
+
+@router.get("/devices/{device_id}", response_model=s.OwnerDeviceOut)
+def get_my_device(device_id: s.PublicDeviceId, ctx: ReadCtx) -> s.OwnerDeviceOut:
+    assert ctx.actor.owner_id is not None
+    return s.OwnerDeviceOut.model_validate(
+        devices.owned(ctx.session, ctx.actor.owner_id, device_id)
+    )
+
+
+@router.patch("/devices/{device_id}", response_model=s.OwnerDeviceOut)
+def update_my_device(
+    device_id: s.PublicDeviceId, body: s.OwnerDeviceUpdate, ctx: WriteCtx
+) -> s.OwnerDeviceOut:
+    changes = body.model_dump(exclude_unset=True)
+    return s.OwnerDeviceOut.model_validate(devices.update_by_owner(ctx, device_id, changes))

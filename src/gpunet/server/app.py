@@ -1,0 +1,139 @@
+"""The coordinator's app factory.
+
+Nothing per-request lives in this process that another replica would need: sessions,
+nonces, counters, blocks and alerts are all in the database (or Redis), so any number
+of replicas behind a load balancer behave as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from gpunet import __version__
+from gpunet.core.clock import Clock, SystemClock
+from gpunet.core.errors import GpunetError, RateLimited
+from gpunet.server.api import accounts, devices, explorer, worker
+from gpunet.server.api.deps import AppState
+from gpunet.server.db.engine import Database
+from gpunet.server.metrics import Metrics
+from gpunet.server.security.oidc import OidcVerifier
+from gpunet.server.security.secrets import derive_key
+from gpunet.server.security.tokens import AccessTokens
+from gpunet.server.services.ratelimit import DatabaseCounters, RedisCounters
+from gpunet.server.settings import Settings
+
+log = logging.getLogger("gpunet.server")
+MAX_BODY_BYTES = 256 * 1024
+
+
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    body: dict[str, object] = {"code": code, "message": message, **extra}
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _register_errors(app: FastAPI) -> None:
+    @app.exception_handler(GpunetError)
+    async def _gpunet(_: Request, exc: GpunetError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        if exc.status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        return _error(exc.status, exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Say which field and why, but never echo the input back (it may be a secret).
+        fields = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:200]}
+            for e in exc.errors()[:20]
+        ]
+        return _error(422, "invalid_input", "the request is not valid", fields=fields)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests raced for the same unique thing (a GPU UUID, a key, an e-mail).
+        return _error(409, "conflict", "this conflicts with an existing record")
+
+    @app.exception_handler(OperationalError)
+    async def _busy(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable: %s", exc.orig)
+        return _error(
+            503, "unavailable", "the database is busy; retry shortly", {"Retry-After": "1"}
+        )
+
+
+def create_app(
+    settings: Settings, *, database: Database | None = None, clock: Clock | None = None
+) -> FastAPI:
+    database = database or Database(settings.database_url)
+    secret = settings.secret_key.get_secret_value()
+    oidc = None
+    if settings.oidc_issuer and settings.oidc_jwks_url:
+        oidc = OidcVerifier(
+            issuer=settings.oidc_issuer,
+            jwks_url=settings.oidc_jwks_url,
+            audience=settings.oidc_audience,
+            cache_s=settings.oidc_jwks_cache_s,
+        )
+    redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
+    metrics = Metrics()
+    state = AppState(
+        settings=settings,
+        database=database,
+        clock=clock or SystemClock(),
+        metrics=metrics,
+        tokens=AccessTokens(
+            derive_key(secret, "access-token"), settings.public_url, settings.access_token_ttl_s
+        ),
+        enrollment_key=derive_key(secret, "enrollment-code"),
+        oidc=oidc,
+        counters_factory=(lambda _s: redis_counters)
+        if redis_counters
+        else DatabaseCounters,
+    )
+    app = FastAPI(
+        title="gpunet coordinator",
+        version=__version__,
+        description="Proves GPUs are real before they count; see docs/.",
+    )
+    app.state.gpunet = state
+    _register_errors(app)
+    for module in (accounts, devices, worker, explorer):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def _limits_and_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return _error(413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        kind = getattr(request.state, "principal_kind", "anonymous")
+        metrics.requests.labels(endpoint, request.method, str(response.status_code), kind).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        if request.method not in ("GET", "HEAD") and response.status_code < 300:
+            metrics.writes.labels(endpoint, kind).inc()
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

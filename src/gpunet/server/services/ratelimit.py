@@ -1,0 +1,75 @@
+"""Fixed-window counters shared by every replica: in the database, or Redis if set.
+
+A counter is (key, window start). Windows are aligned to the epoch, so all replicas
+agree on which window a request falls in without talking to each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from gpunet.core.errors import RateLimited
+from gpunet.server.db.tables import RateCounter
+
+
+def window_start(now: dt.datetime, window_s: int) -> int:
+    t = int(now.timestamp())
+    return t - t % window_s
+
+
+class Counters(Protocol):
+    def hit(self, key: str, now: dt.datetime, window_s: int, amount: int = 1) -> int:
+        """Add to the key's counter in the current window; return the new count."""
+        ...
+
+
+class DatabaseCounters:
+    """Counters in the `rate_counters` table, inside the caller's transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def hit(self, key: str, now: dt.datetime, window_s: int, amount: int = 1) -> int:
+        start = window_start(now, window_s)
+        dialect = self._session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        upsert = insert(RateCounter).values(key=key, window_start=start, count=amount)
+        stmt = upsert.on_conflict_do_update(
+            index_elements=[RateCounter.key, RateCounter.window_start],
+            set_={"count": RateCounter.count + amount},
+        ).returning(RateCounter.count)
+        return int(self._session.execute(stmt).scalar_one())
+
+
+class RedisCounters:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url)
+
+    def hit(self, key: str, now: dt.datetime, window_s: int, amount: int = 1) -> int:
+        name = f"gpunet:rl:{key}:{window_start(now, window_s)}"
+        pipe = self._redis.pipeline()
+        pipe.incrby(name, amount)
+        pipe.expire(name, window_s * 2)
+        count, _ = pipe.execute()
+        return int(count)
+
+
+def enforce(counters: Counters, key: str, limit: int, now: dt.datetime, window_s: int) -> int:
+    count = counters.hit(key, now, window_s)
+    if count > limit:
+        retry = window_s - (int(now.timestamp()) % window_s)
+        raise RateLimited(f"too many requests for {key.split(':', 1)[0]}", retry_after=retry)
+    return count
+
+
+def prune(session: Session, now: dt.datetime, keep_s: int = 3600) -> int:
+    cutoff = int(now.timestamp()) - keep_s
+    result = session.execute(delete(RateCounter).where(RateCounter.window_start < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

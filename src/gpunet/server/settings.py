@@ -1,0 +1,79 @@
+"""Coordinator settings: one object, built once at start-up and passed in, never a global."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "dev-insecure-change-me"  # noqa: S105 - refused outside development
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GPUNET_", env_file=None, extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str = "sqlite:///var/gpunet.db"
+    # Signs access tokens and tags enrollment codes. Must be long and random in production.
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    public_url: str = "http://127.0.0.1:8000"
+
+    access_token_ttl_s: int = Field(900, ge=60, le=3600)
+    refresh_token_ttl_s: int = Field(14 * 86400, ge=3600, le=90 * 86400)
+    enrollment_code_ttl_s: int = Field(900, ge=60, le=86400)
+    enrollment_max_devices: int = Field(16, ge=1, le=64)
+    # Allowed clock skew for signed device requests; nonces are remembered this long.
+    device_signature_window_s: int = Field(120, ge=10, le=900)
+    open_registration: bool = True
+
+    # External identity provider (OIDC). Tokens are accepted only from this issuer.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_jwks_cache_s: int = Field(300, ge=0, le=86400)
+
+    # Rate limits: (count per window) for writes by one principal and by one address.
+    rate_window_s: int = Field(60, ge=1, le=3600)
+    principal_writes_per_window: int = Field(120, ge=1)
+    address_writes_per_window: int = Field(600, ge=1)
+    address_enrollments_per_window: int = Field(30, ge=1)
+    address_logins_per_window: int = Field(30, ge=1)
+    redis_url: str | None = None
+
+    # Write-surge detection: alert when one principal or the whole network writes more
+    # than this many device/account changes within one rate window.
+    surge_principal_writes: int = Field(60, ge=1)
+    surge_global_writes: int = Field(5000, ge=1)
+    alert_webhook_url: str | None = None
+
+    trusted_proxies: list[str] = Field(default_factory=list)
+    data_dir: Path = Path("var")
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            secret = self.secret_key.get_secret_value()
+            if secret == PLACEHOLDER_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "GPUNET_SECRET_KEY must be set to a random value of at least 32 characters "
+                    "outside development (e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))'`)"
+                )
+        if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
+            raise ValueError("GPUNET_OIDC_ISSUER and GPUNET_OIDC_JWKS_URL go together")
+        return self
+
+    @property
+    def development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
