@@ -26,6 +26,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "secret_key": "test-secret-" + "x" * 40,
         "environment": "development",
+        # Cheap argon2 for speed; production refuses these parameters.
+        "argon2_memory_kib": 1024,
+        "argon2_time_cost": 1,
     }
     values.update(overrides)
     return Settings(**values)

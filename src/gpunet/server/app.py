@@ -25,6 +25,7 @@ from gpunet.server.api.deps import AppState
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
 from gpunet.server.security.oidc import OidcVerifier
+from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.secrets import derive_key
 from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services.ratelimit import DatabaseCounters, RedisCounters
@@ -94,11 +95,12 @@ def create_app(
         tokens=AccessTokens(
             derive_key(secret, "access-token"), settings.public_url, settings.access_token_ttl_s
         ),
+        passwords=Passwords(
+            memory_kib=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost
+        ),
         enrollment_key=derive_key(secret, "enrollment-code"),
         oidc=oidc,
-        counters_factory=(lambda _s: redis_counters)
-        if redis_counters
-        else DatabaseCounters,
+        counters_factory=(lambda _s: redis_counters) if redis_counters else DatabaseCounters,
     )
     app = FastAPI(
         title="gpunet coordinator",

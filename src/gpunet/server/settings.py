@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # Allowed clock skew for signed device requests; nonces are remembered this long.
     device_signature_window_s: int = Field(120, ge=10, le=900)
     open_registration: bool = True
+    # argon2id cost; production refuses less than OWASP's floor of 19 MiB.
+    argon2_memory_kib: int = Field(65536, ge=1024, le=4 * 1024 * 1024)
+    argon2_time_cost: int = Field(3, ge=1, le=20)
 
     # External identity provider (OIDC). Tokens are accepted only from this issuer.
     oidc_issuer: str | None = None
@@ -66,6 +69,8 @@ class Settings(BaseSettings):
                     "outside development (e.g. `python -c 'import secrets; "
                     "print(secrets.token_urlsafe(48))'`)"
                 )
+        if self.environment is Environment.PRODUCTION and self.argon2_memory_kib < 19456:
+            raise ValueError("GPUNET_ARGON2_MEMORY_KIB must be at least 19456 in production")
         if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
             raise ValueError("GPUNET_OIDC_ISSUER and GPUNET_OIDC_JWKS_URL go together")
         return self

@@ -31,9 +31,9 @@ def _tokens(pair: accounts.TokenPair) -> s.TokenOut:
     response_model=s.AccountOut,
     dependencies=[Depends(guard("login"))],
 )
-def register(body: s.RegisterRequest, ctx: AnonCtx) -> s.AccountOut:
+def register(body: s.RegisterRequest, ctx: AnonCtx, st: State) -> s.AccountOut:
     owner_row = accounts.register(
-        ctx, email=body.email, password=body.password, display_name=body.display_name
+        ctx, st.passwords, email=body.email, password=body.password, display_name=body.display_name
     )
     return s.AccountOut.model_validate(owner_row)
 
@@ -42,7 +42,9 @@ def register(body: s.RegisterRequest, ctx: AnonCtx) -> s.AccountOut:
 def token(body: s.TokenRequest, ctx: AnonCtx, st: State) -> s.TokenOut:
     scopes = frozenset(body.scopes) if body.scopes else None
     return _tokens(
-        accounts.login(ctx, st.tokens, email=body.email, password=body.password, scopes=scopes)
+        accounts.login(
+            ctx, st.tokens, st.passwords, email=body.email, password=body.password, scopes=scopes
+        )
     )
 
 
@@ -78,8 +80,8 @@ def update_account(body: s.AccountUpdate, ctx: AccountCtx) -> s.AccountOut:
 
 
 @router.post("/account/password", status_code=204)
-def change_password(body: s.PasswordChange, ctx: AccountCtx) -> None:
+def change_password(body: s.PasswordChange, ctx: AccountCtx, st: State) -> None:
     assert ctx.actor.owner_id is not None
     accounts.change_password(
-        ctx, ctx.actor.owner_id, current=body.current_password, new=body.new_password
+        ctx, st.passwords, ctx.actor.owner_id, current=body.current_password, new=body.new_password
     )

@@ -22,6 +22,7 @@ from gpunet.server.context import Ctx
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
 from gpunet.server.security.oidc import OidcVerifier
+from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.principal import Principal, PrincipalKind, Scope
 from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services import accounts, alerts, blocks, devices, ratelimit
@@ -37,6 +38,7 @@ class AppState:
     clock: Clock
     metrics: Metrics
     tokens: AccessTokens
+    passwords: Passwords
     enrollment_key: bytes
     oidc: OidcVerifier | None
     counters_factory: Callable[[Session], ratelimit.Counters]

@@ -5,17 +5,19 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-_DUMMY = _hasher.hash("gpunet-timing-equaliser")
 
+class Passwords:
+    def __init__(self, *, memory_kib: int = 65536, time_cost: int = 3) -> None:
+        self._hasher = PasswordHasher(memory_cost=memory_kib, time_cost=time_cost)
+        self._dummy = self._hasher.hash("gpunet-timing-equaliser")
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
 
-
-def verify_password(password_hash: str | None, password: str) -> bool:
-    """Constant-shape check: an unknown account still pays for one argon2 verify."""
-    try:
-        return _hasher.verify(password_hash or _DUMMY, password) and password_hash is not None
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """Constant-shape check: an unknown account still pays for one argon2 verify."""
+        try:
+            ok = self._hasher.verify(password_hash or self._dummy, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return ok and password_hash is not None

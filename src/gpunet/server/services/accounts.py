@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from gpunet.core.errors import Conflict, Forbidden, InvalidInput, Unauthenticated
 from gpunet.server.context import Ctx
 from gpunet.server.db.tables import AuthSession, ExternalIdentity, Owner
-from gpunet.server.security import passwords
 from gpunet.server.security.oidc import ExternalIdentity as OidcIdentity
+from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.principal import ALL_SCOPES, Principal, PrincipalKind, Scope
 from gpunet.server.security.secrets import digest, random_token
 from gpunet.server.security.tokens import AccessTokens
@@ -40,7 +40,9 @@ def owner_view(owner: Owner) -> dict[str, object]:
     }
 
 
-def register(ctx: Ctx, *, email: str, password: str, display_name: str | None) -> Owner:
+def register(
+    ctx: Ctx, passwords: Passwords, *, email: str, password: str, display_name: str | None
+) -> Owner:
     if not ctx.settings.open_registration:
         raise Forbidden("registration is closed on this coordinator")
     email = email.lower()
@@ -48,7 +50,7 @@ def register(ctx: Ctx, *, email: str, password: str, display_name: str | None) -
         raise Conflict("an account with this e-mail already exists")
     owner = Owner(
         email=email,
-        password_hash=passwords.hash_password(password),
+        password_hash=passwords.hash(password),
         display_name=display_name,
         created_at=ctx.now,
     )
@@ -88,6 +90,7 @@ def _new_session(
 def login(
     ctx: Ctx,
     tokens: AccessTokens,
+    passwords: Passwords,
     *,
     email: str,
     password: str,
@@ -96,7 +99,7 @@ def login(
     owner = ctx.session.execute(
         select(Owner).where(Owner.email == email.lower())
     ).scalar_one_or_none()
-    if not passwords.verify_password(owner.password_hash if owner else None, password):
+    if not passwords.verify(owner.password_hash if owner else None, password):
         raise Unauthenticated("wrong e-mail or password")
     assert owner is not None
     if owner.disabled_at is not None:
@@ -249,13 +252,15 @@ def update_profile(ctx: Ctx, owner_id: int, changes: dict[str, object]) -> Owner
     return owner
 
 
-def change_password(ctx: Ctx, owner_id: int, *, current: str, new: str) -> None:
+def change_password(
+    ctx: Ctx, passwords: Passwords, owner_id: int, *, current: str, new: str
+) -> None:
     owner = ctx.session.get(Owner, owner_id, with_for_update=True)
     if owner is None or owner.password_hash is None:
         raise InvalidInput("this account signs in through an external identity provider")
-    if not passwords.verify_password(owner.password_hash, current):
+    if not passwords.verify(owner.password_hash, current):
         raise Forbidden("the current password is wrong")
-    owner.password_hash = passwords.hash_password(new)
+    owner.password_hash = passwords.hash(new)
     audit.append(
         ctx.session,
         actor=ctx.actor,
