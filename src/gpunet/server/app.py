@@ -84,6 +84,7 @@ def create_app(
             jwks_url=settings.oidc_jwks_url,
             audience=settings.oidc_audience,
             cache_s=settings.oidc_jwks_cache_s,
+            min_refetch_s=settings.oidc_jwks_min_refetch_s,
         )
     redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
     metrics = Metrics()

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     oidc_jwks_cache_s: int = Field(300, ge=0, le=86400)
+    oidc_jwks_min_refetch_s: float = Field(5.0, ge=0, le=3600)
 
     # Rate limits: (count per window) for writes by one principal and by one address.
     rate_window_s: int = Field(60, ge=1, le=3600)

@@ -31,14 +31,22 @@ class ExternalIdentity:
 
 class OidcVerifier:
     def __init__(
-        self, *, issuer: str, jwks_url: str, audience: str | None, cache_s: int = 300
+        self,
+        *,
+        issuer: str,
+        jwks_url: str,
+        audience: str | None,
+        cache_s: int = 300,
+        min_refetch_s: float = 5.0,
     ) -> None:
         self.issuer = issuer
         self._jwks_url = jwks_url
         self._audience = audience
         self._cache_s = cache_s
+        # Tokens naming unknown key ids must not make us hammer the provider.
+        self._min_refetch_s = min_refetch_s
         self._keys: dict[str, Any] = {}
-        self._fetched_at = 0.0
+        self._fetched_at = -float("inf")
         self._lock = threading.Lock()
 
     def claims_issuer(self, token: str) -> bool:
@@ -61,8 +69,8 @@ class OidcVerifier:
 
     def _key_for(self, kid: str) -> Any:
         with self._lock:
-            stale = time.monotonic() - self._fetched_at > self._cache_s
-            if stale or kid not in self._keys:
+            age = time.monotonic() - self._fetched_at
+            if age > self._cache_s or (kid not in self._keys and age >= self._min_refetch_s):
                 self._refresh()
             if kid not in self._keys:
                 raise Unauthenticated("token signed by an unknown key")
