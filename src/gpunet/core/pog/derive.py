@@ -18,12 +18,12 @@ import numpy.typing as npt
 from gpunet.core.pog.params import ChallengeParams
 from gpunet.core.pog.prf import (
     GAMMA,
+    I8,
     LABEL_B,
     LABEL_D,
     LABEL_LEAF,
     LABEL_REFS,
     LABEL_X0,
-    I8,
     U64,
     derive_key,
     f_round,
@@ -89,7 +89,8 @@ def ref_steps(seed: bytes, params: ChallengeParams) -> tuple[tuple[int, ...], ..
         chosen: list[int] = []
         ctr = 0
         while len(chosen) < want:
-            h = hashlib.sha256(LABEL_REFS + seed + t.to_bytes(4, "little") + ctr.to_bytes(4, "little"))
+            msg = LABEL_REFS + seed + t.to_bytes(4, "little") + ctr.to_bytes(4, "little")
+            h = hashlib.sha256(msg)
             p = int.from_bytes(h.digest()[:8], "little") % t
             ctr += 1
             if p not in chosen:

@@ -3,7 +3,7 @@
 A row r (n int8 values) is digested in two stages, both cheap on a GPU:
 
 1. sketch: s = Dt @ r, exact int32 (digest_width values), computed by the same int8
-   GEMM kernel as the chain. Dt is square-free random int8 from the seed, so two rows
+   GEMM kernel as the chain. Dt is uniformly random int8 from the seed, so two rows
    with equal sketches differ by a short integer vector in the kernel of Dt: a short
    integer solution (SIS) instance of width `digest_width`, which lattice reduction
    cannot solve in the seconds an opening is allowed to take (numbers in the doc).

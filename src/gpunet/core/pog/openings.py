@@ -1,0 +1,99 @@
+"""Which rows the coordinator asks a prover to open, drawn after the commitment.
+
+The plan is a pure function of a fresh server secret (never sent to the prover) and the
+challenge, so a coordinator replica can store the secret alone and re-derive the plan
+when the response arrives. A prover learns the plan only as the rows it is asked for,
+after its roots are fixed: that is what makes skipped work a gamble.
+
+For each checked transition t the plan draws `rows_per_check` rows I of X_t and J of
+X_{t+1}; the verifier recomputes the |I| x |J| entries X_{t+1}[J, I] exactly. Rows J of
+every step referenced by t are opened too (they are XORed into X_{t+1}). Transition 0 is
+always checked, so X_0 rows are always compared with their derivation from the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from gpunet.core.pog.derive import ref_steps
+from gpunet.core.pog.messages import Challenge, OpeningRequest, RowRef
+
+PLAN_LABEL = b"gpunet/pog/v1/plan"
+
+
+@dataclass(frozen=True)
+class Check:
+    """Recompute X_{step+1}[outputs, inputs] from rows `inputs` of X_step."""
+
+    step: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    refs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OpeningPlan:
+    challenge_id: str
+    checks: tuple[Check, ...]
+
+    def row_refs(self) -> tuple[RowRef, ...]:
+        """The distinct (step, row) pairs to open, sorted."""
+        wanted: set[tuple[int, int]] = set()
+        for c in self.checks:
+            wanted.update((c.step, i) for i in c.inputs)
+            wanted.update((c.step + 1, j) for j in c.outputs)
+            for p in c.refs:
+                wanted.update((p, j) for j in c.outputs)
+        return tuple(RowRef(step=s, index=i) for s, i in sorted(wanted))
+
+    def request(self) -> OpeningRequest:
+        return OpeningRequest(challenge_id=self.challenge_id, rows=self.row_refs())
+
+
+class _Draw:
+    """SHA-256 in counter mode: uniform integers from a secret, reproducibly."""
+
+    def __init__(self, secret: bytes, context: bytes) -> None:
+        self._key = hashlib.sha256(PLAN_LABEL + secret + context).digest()
+        self._ctr = 0
+
+    def below(self, bound: int) -> int:
+        # 64-bit draws modulo bound <= 2^16: bias below 2^-48, irrelevant here.
+        h = hashlib.sha256(self._key + self._ctr.to_bytes(8, "little")).digest()
+        self._ctr += 1
+        return int.from_bytes(h[:8], "little") % bound
+
+    def distinct(self, bound: int, count: int) -> tuple[int, ...]:
+        chosen: list[int] = []
+        seen: set[int] = set()
+        while len(chosen) < count:
+            v = self.below(bound)
+            if v not in seen:
+                seen.add(v)
+                chosen.append(v)
+        return tuple(chosen)
+
+
+def plan_openings(challenge: Challenge, secret: bytes) -> OpeningPlan:
+    """The checks for one challenge. `secret` must be fresh, >= 16 bytes, drawn after the
+    commitment arrived, and kept from the prover."""
+    if len(secret) < 16:
+        raise ValueError("the opening secret has at least 128 bits")
+    p = challenge.params
+    draw = _Draw(secret, challenge.id.encode() + challenge.seed)
+    if p.checked_steps >= p.steps:
+        steps: list[int] = list(range(p.steps))
+    else:
+        steps = sorted({0, *(1 + s for s in draw.distinct(p.steps - 1, p.checked_steps - 1))})
+    refs = ref_steps(challenge.seed, p)
+    checks = tuple(
+        Check(
+            step=t,
+            inputs=draw.distinct(p.n, p.rows_per_check),
+            outputs=draw.distinct(p.n, p.rows_per_check),
+            refs=refs[t],
+        )
+        for t in steps
+    )
+    return OpeningPlan(challenge_id=challenge.id, checks=checks)

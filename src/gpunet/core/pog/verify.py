@@ -1,0 +1,127 @@
+"""The coordinator's check of one answered challenge. Pure, CPU only, returns a Verdict.
+
+Order matters for cost: identity and timing checks first (free), then the shape of the
+answer, then the Merkle paths of the opened rows (needs their digests: one small GEMM
+against D), then the initial rows against the seed, then the exact recomputation of the
+sampled chain entries (|I| x |J| dot products of length n per checked step).
+
+Elapsed times are inputs measured by the coordinator (challenge sent -> commitment in,
+request sent -> openings in); nothing a prover reports about time is trusted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpunet.core.merkle import hash_leaf, verify_proof
+from gpunet.core.pog.derive import Derivation, b_rows, exact_products, initial_rows
+from gpunet.core.pog.digest import row_digests
+from gpunet.core.pog.messages import Challenge, Commitment, OpeningResponse
+from gpunet.core.pog.openings import OpeningPlan
+from gpunet.core.pog.prf import I8, f_round
+from gpunet.core.pog.verdict import Failure, FailureReason, Success, Verdict
+
+
+def check_timing(
+    challenge: Challenge, commit_elapsed_s: float, open_elapsed_s: float | None = None
+) -> Verdict:
+    """Deadline checks alone (usable before the openings arrive)."""
+    if commit_elapsed_s > challenge.budget_s:
+        return Failure(
+            FailureReason.TOO_SLOW,
+            f"commitment after {commit_elapsed_s:.3f}s, budget {challenge.budget_s:.3f}s",
+        )
+    if open_elapsed_s is not None and open_elapsed_s > challenge.open_budget_s:
+        return Failure(
+            FailureReason.OPENING_LATE,
+            f"openings after {open_elapsed_s:.3f}s, budget {challenge.open_budget_s:.3f}s",
+        )
+    return Success()
+
+
+def check_commitment_shape(challenge: Challenge, commitment: Commitment) -> Verdict:
+    if commitment.challenge_id != challenge.id:
+        return Failure(FailureReason.WRONG_CHALLENGE, "commitment names another challenge")
+    if len(commitment.roots) != challenge.params.steps + 1:
+        return Failure(
+            FailureReason.MALFORMED,
+            f"{len(commitment.roots)} roots, expected {challenge.params.steps + 1}",
+        )
+    return Success()
+
+
+def verify(
+    challenge: Challenge,
+    commitment: Commitment,
+    plan: OpeningPlan,
+    response: OpeningResponse,
+    *,
+    commit_elapsed_s: float,
+    open_elapsed_s: float,
+    derivation: Derivation | None = None,
+) -> Verdict:
+    """Full verdict on one challenge. `derivation` may be shared to reuse derived D."""
+    p = challenge.params
+    v = check_commitment_shape(challenge, commitment)
+    if not v:
+        return v
+    if response.challenge_id != challenge.id or plan.challenge_id != challenge.id:
+        return Failure(FailureReason.WRONG_CHALLENGE, "openings name another challenge")
+    v = check_timing(challenge, commit_elapsed_s, open_elapsed_s)
+    if not v:
+        return v
+
+    # Shape: exactly the requested rows, each n bytes.
+    wanted = {(r.step, r.index) for r in plan.row_refs()}
+    got = {(r.step, r.index): r for r in response.rows}
+    missing = wanted - got.keys()
+    if missing:
+        return Failure(FailureReason.MISSING_ROWS, f"{len(missing)} requested rows absent")
+    if got.keys() - wanted:
+        return Failure(FailureReason.MALFORMED, "rows opened that were not requested")
+    if any(len(r.data) != p.n for r in response.rows):
+        return Failure(FailureReason.MALFORMED, f"opened rows must be {p.n} bytes")
+
+    keys = sorted(wanted)
+    rows: I8 = np.frombuffer(b"".join(got[k].data for k in keys), dtype=np.int8).reshape(-1, p.n)
+    index = {k: i for i, k in enumerate(keys)}
+
+    # Commitment: each opened row's digest must lead to the root of its step.
+    d = derivation or Derivation(challenge.seed, p)
+    digests = row_digests(rows, d.dt, d.leaf)
+    for k, i in index.items():
+        opened = got[k]
+        leaf = hash_leaf(digests[i].tobytes())
+        if not verify_proof(commitment.roots[k[0]], leaf, opened.proof(p.n)):
+            return Failure(
+                FailureReason.COMMITMENT_MISMATCH, f"row {k[1]} of step {k[0]} off its root"
+            )
+
+    # Initial rows come from the seed alone.
+    x0_keys = [k for k in keys if k[0] == 0]
+    if x0_keys:
+        expect = initial_rows(d.keys, [k[1] for k in x0_keys], p.n)
+        have = rows[[index[k] for k in x0_keys]]
+        bad = np.flatnonzero((expect != have).any(axis=1))
+        if bad.size:
+            return Failure(
+                FailureReason.WRONG_INITIAL,
+                f"{bad.size} rows of X_0 differ from the seed's (first: {x0_keys[bad[0]][1]})",
+            )
+
+    # Exact recomputation: X_{t+1}[j, i] = round(Bt[j] . X_t[i]) ^ XOR_p X_p[j, i].
+    for c in plan.checks:
+        x_in = rows[[index[(c.step, i)] for i in c.inputs]]
+        fresh = f_round(exact_products(b_rows(d.keys, c.outputs, p.n), x_in))
+        cols = list(c.inputs)
+        for ref in c.refs:
+            fresh ^= rows[[index[(ref, j)] for j in c.outputs]][:, cols]
+        have = rows[[index[(c.step + 1, j)] for j in c.outputs]][:, cols]
+        wrong = int((fresh != have).sum())
+        if wrong:
+            return Failure(
+                FailureReason.WRONG_RESULT,
+                f"{wrong} of {fresh.size} entries of step {c.step + 1} wrong",
+            )
+    return Success(f"{len(keys)} rows, {sum(len(c.inputs) * len(c.outputs) for c in plan.checks)} "
+                   "entries checked")
