@@ -1,15 +1,17 @@
 """Time the epoch close for many devices: allocation + Merkle snapshot, pure Python.
 
-Usage: .venv/bin/python bench/rewards_core.py [devices] [--tracemalloc]
+Usage: .venv/bin/python bench/rewards_core.py [devices] [repeat] [--worst] [--tracemalloc]
 
 Devices are spread over wallets (about 1.25 devices per wallet) and four GPU models with
 basis-point and Fraction weights; 10% served part of the epoch in a customer cluster.
-Prints seconds per phase and peak memory (ru_maxrss; tracemalloc on request, which
-slows Python allocation down noticeably).
+Prints seconds per phase (each run, best and median) and peak memory: ru_maxrss for the
+whole process, and with --tracemalloc the traced peak of the close itself (tracing slows
+Python allocation down noticeably, so its timings are not representative).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import sys
@@ -18,6 +20,12 @@ import tracemalloc
 from fractions import Fraction
 
 from gpunet.core.rewards import DeviceUptime, allocate, build_snapshot, verify_payout
+
+
+def make_tied_devices(n: int) -> list[DeviceUptime]:
+    """Worst case for the remainder rule: one wallet per device, all scores equal, so
+    every wallet ties and every one is hashed for the tie-break."""
+    return [DeviceUptime(f"w{i:08x}", "h100", 60) for i in range(n)]
 
 
 def make_devices(n: int, seed: int = 7) -> list[DeviceUptime]:
@@ -32,14 +40,9 @@ def make_devices(n: int, seed: int = 7) -> list[DeviceUptime]:
     return out
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 1_000_000
-    trace = "--tracemalloc" in sys.argv
+def run_once(devices: list[DeviceUptime]) -> tuple[float, float, bytes]:
     weights = {"h100": 30_000, "a100": 20_000, "rtx4090": Fraction(7, 6), "l40s": 15_000}
-    emission = 12_345_678_901_234_567_890_123
-    devices = make_devices(n)
-    if trace:
-        tracemalloc.start()
+    emission = 12_345_678_901_234_567_890_123 + 999_999
     t0 = time.perf_counter()
     allocation = allocate(42, emission, devices, weights, bonus=Fraction(5, 4),
                           slots_per_epoch=60)
@@ -48,18 +51,40 @@ def main() -> None:
     t2 = time.perf_counter()
     wallet = snapshot.wallets[len(snapshot.wallets) // 2]
     proof = snapshot.proof(wallet)
-    ok = verify_payout(snapshot.root, 42, wallet, proof.amount, proof)
-    t3 = time.perf_counter()
-    traced = tracemalloc.get_traced_memory()[1] if trace else None
-    assert ok and sum(allocation.payouts.values()) == emission
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"devices={n} wallets_paid={len(allocation.payouts)}")
-    print(f"allocate_s={t1 - t0:.2f} snapshot_s={t2 - t1:.2f} proof+verify_s={t3 - t2:.4f} "
-          f"total_s={t2 - t0:.2f}")
-    print(f"peak_rss_mib={rss_mib:.0f} (whole process, includes the generated input)")
-    if traced is not None:
-        print(f"tracemalloc_peak_mib={traced / 2**20:.0f} (allocation + snapshot only)")
-    print(f"root={snapshot.root.hex()}")
+    assert verify_payout(snapshot.root, 42, wallet, proof.amount, proof)
+    assert sum(allocation.payouts.values()) == emission
+    return t1 - t0, t2 - t1, snapshot.root
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 1_000_000
+    repeat = int(args[1]) if len(args) > 1 else 3
+    trace = "--tracemalloc" in sys.argv
+    worst = "--worst" in sys.argv
+    devices = make_tied_devices(n) if worst else make_devices(n)
+    rss_input = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    runs = []
+    for _ in range(repeat):
+        if trace:
+            tracemalloc.start()
+        a, s, root = run_once(devices)
+        if trace:
+            print(f"tracemalloc_peak_mib={tracemalloc.get_traced_memory()[1] / 2**20:.0f} "
+                  "(allocation + snapshot, excluding the input list)")
+            tracemalloc.stop()
+        runs.append((a + s, a, s))
+        print(f"run: allocate_s={a:.2f} snapshot_s={s:.2f} total_s={a + s:.2f}")
+    best = min(runs)
+    median = sorted(runs)[len(runs) // 2]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    scenario = "worst (all tied)" if worst else "mixed"
+    print(f"devices={n} scenario={scenario} repeat={repeat} cpu={os.cpu_count()} "
+          f"python={sys.version.split()[0]}")
+    print(f"best: total_s={best[0]:.2f} (allocate {best[1]:.2f} + snapshot {best[2]:.2f})")
+    print(f"median: total_s={median[0]:.2f}")
+    print(f"peak_rss_mib={rss:.0f} (input alone: {rss_input:.0f})")
+    print(f"root={root.hex()}")
 
 
 if __name__ == "__main__":

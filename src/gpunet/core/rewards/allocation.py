@@ -124,12 +124,13 @@ def split(epoch: int, emission: int, scores: Mapping[str, int]) -> Allocation:
         raise InvalidInput("epoch must be an integer within 0..2**64-1")
     if type(emission) is not int or not 0 <= emission <= MAX_AMOUNT:
         raise InvalidInput("emission must be an integer within 0..MAX_AMOUNT")
-    positive = {w: s for w, s in scores.items() if s > 0}
+    positive = scores if not scores or min(scores.values()) > 0 else {
+        w: s for w, s in scores.items() if s > 0}
     total = sum(positive.values())
     if total == 0:
         return Allocation(epoch, emission, {}, emission, 0)
     wallets = sorted(positive)
-    weights = [positive[w] for w in wallets]
+    weights = list(map(positive.__getitem__, wallets))
     # floor(E*s/S) == qE*s + floor(rE*s/S) with E == qE*S + rE: smaller operands, and
     # lists of ints only (no tuples), which keeps the garbage collector out of the loop.
     q_e, r_e = divmod(emission, total)
@@ -139,19 +140,28 @@ def split(epoch: int, emission: int, scores: Mapping[str, int]) -> Allocation:
     del partial
     leftover = emission - sum(amounts)
     if leftover:
-        # Find the remainder of the leftover-th winner; only ties at it need the hash.
+        # The leftover-th largest remainder is the cut: every wallet above it gets a
+        # unit, and only wallets exactly at it need the hash tie-break.
         threshold = sorted(remainders, reverse=True)[leftover - 1]
-        tied: list[int] = []
-        for i, r in enumerate(remainders):
-            if r > threshold:
-                amounts[i] += 1
-                leftover -= 1
-            elif r == threshold:
-                tied.append(i)
-        tied.sort(key=lambda i: tiebreak_key(epoch, wallets[i]))
-        for i in tied[:leftover]:
+        above = [i for i, r in enumerate(remainders) if r > threshold]
+        tied = [i for i, r in enumerate(remainders) if r == threshold]
+        need = leftover - len(above)
+        if need < len(tied):
+            prefix = hashlib.sha256(TIEBREAK_TAG + epoch.to_bytes(8, "big"))
+
+            def key(i: int) -> bytes:  # == tiebreak_key(epoch, wallets[i]), cheaper
+                h = prefix.copy()
+                h.update(wallets[i].encode())
+                return h.digest()
+
+            tied.sort(key=key)
+        for i in above:
             amounts[i] += 1
-    payouts = {w: a for w, a in zip(wallets, amounts, strict=True) if a}
+        for i in tied[:need]:
+            amounts[i] += 1
+    payouts = dict(zip(wallets, amounts, strict=True))
+    if 0 in amounts:
+        payouts = {w: a for w, a in payouts.items() if a}
     return Allocation(epoch, emission, payouts, 0, total)
 
 
