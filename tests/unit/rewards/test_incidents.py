@@ -181,3 +181,10 @@ def test_credited_uptime_stays_inside_epoch_and_needs_verification(epoch, hb, ra
     # windows only ever add uptime
     assert b & device_uptime(CLOCK, epoch, bitmaps, changes) == device_uptime(
         CLOCK, epoch, bitmaps, changes)
+
+
+def test_to_device_uptime_counts_cluster_slots_inside_uptime():
+    from gpunet.core.rewards import to_device_uptime
+
+    d = to_device_uptime(CLOCK, "w", "h100", slots(0, 30), cluster_bitmap=slots(20, 60))
+    assert d == DeviceUptime("w", "h100", 30, 10)

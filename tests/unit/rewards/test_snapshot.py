@@ -122,3 +122,22 @@ def test_verify_never_raises_on_garbage():
     assert not verify_payout(snap.root, -1, "a", 5, p)
     assert not verify_payout(snap.root, 11, "ä", 5, p)
     assert not verify_payout(snap.root, 11, "a", 5, p.merkle.__class__(5, 2, p.siblings))
+
+
+def test_worked_example_in_docs():
+    """docs/rewards.md section 7, number for number."""
+    from fractions import Fraction
+
+    devs = [DeviceUptime("alice", "h100", 60), DeviceUptime("bob", "rtx4090", 60, 30),
+            DeviceUptime("bob", "rtx4090", 30), DeviceUptime("carol", "h100", 0),
+            DeviceUptime("dave", "a100", 45)]
+    weights = {"h100": 30_000, "a100": 20_000, "rtx4090": Fraction(7, 6)}
+    a = allocate(5, 1000, devs, weights, bonus=12_500)
+    assert a.payouts == {"alice": 469, "bob": 296, "dave": 235}
+    snap = build_snapshot(a)
+    assert encode_leaf(5, "alice", 469).hex() == (
+        "6770756e65742f7061796f75742f7631" "0000000000000005" "05" "616c696365"
+        "00000000000000000000000000000000000000000000000000000000000001d5")
+    assert snap.root.hex() == "523def19f5c1fd193024109e63ea4f457fbc58b053aadec15a13d09cd6687ca4"
+    d = snap.proof("alice").to_dict()
+    assert d["siblings"][0].startswith("cb30de3b") and d["siblings"][1].startswith("f30c7181")

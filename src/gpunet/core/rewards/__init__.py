@@ -15,7 +15,7 @@ from gpunet.core.rewards.allocation import (
     wallet_scores,
 )
 from gpunet.core.rewards.clock import EpochClock
-from gpunet.core.rewards.close import EpochClose, close_epoch, device_uptime
+from gpunet.core.rewards.close import EpochClose, close_epoch, device_uptime, to_device_uptime
 from gpunet.core.rewards.emission import (
     BaseEmission,
     EmissionSchedule,
@@ -71,6 +71,7 @@ __all__ = [
     "load_schedule",
     "merge_heartbeats",
     "split",
+    "to_device_uptime",
     "verified_mask",
     "verify_payout",
     "wallet_scores",

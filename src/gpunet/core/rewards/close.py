@@ -61,6 +61,16 @@ def device_uptime(
     return counted & ~forfeit_mask(clock, epoch, forfeits)
 
 
+def to_device_uptime(
+    clock: EpochClock, wallet: str, model: str, uptime: int, cluster_bitmap: int = 0
+) -> DeviceUptime:
+    """The allocation input for one device: counted slots, and those of them served in a
+    customer's cluster (`cluster_bitmap`: slots the device was placed in one)."""
+    uptime = clamp(clock, uptime)
+    return DeviceUptime(wallet, model, uptime.bit_count(),
+                        (uptime & clamp(clock, cluster_bitmap)).bit_count())
+
+
 @dataclass(frozen=True, slots=True)
 class EpochClose:
     allocation: Allocation

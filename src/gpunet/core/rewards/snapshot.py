@@ -127,9 +127,9 @@ def verify_payout(
         if len(root_bytes) != 32 or amount < 0 or epoch < 0:
             return False
         leaf = hash_leaf(encode_leaf(epoch, wallet, amount))
+        return verify_proof(root_bytes, leaf, proof)
     except (ValueError, OverflowError, TypeError, AttributeError, InvalidInput):
         return False
-    return verify_proof(root_bytes, leaf, proof)
 
 
 class Snapshot:
