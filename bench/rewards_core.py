@@ -19,7 +19,7 @@ import time
 import tracemalloc
 from fractions import Fraction
 
-from gpunet.core.rewards import DeviceUptime, allocate, build_snapshot, verify_payout
+from gpunet.core.rewards import DeviceUptime, Weight, allocate, build_snapshot, verify_payout
 
 
 def make_tied_devices(n: int) -> list[DeviceUptime]:
@@ -41,7 +41,8 @@ def make_devices(n: int, seed: int = 7) -> list[DeviceUptime]:
 
 
 def run_once(devices: list[DeviceUptime]) -> tuple[float, float, bytes]:
-    weights = {"h100": 30_000, "a100": 20_000, "rtx4090": Fraction(7, 6), "l40s": 15_000}
+    weights: dict[str, Weight] = {
+        "h100": 30_000, "a100": 20_000, "rtx4090": Fraction(7, 6), "l40s": 15_000}
     emission = 12_345_678_901_234_567_890_123 + 999_999
     t0 = time.perf_counter()
     allocation = allocate(42, emission, devices, weights, bonus=Fraction(5, 4),

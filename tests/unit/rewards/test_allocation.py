@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 import time
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,13 +12,15 @@ from hypothesis import strategies as st
 from gpunet.core.errors import InvalidInput
 from gpunet.core.rewards.allocation import (
     DeviceUptime,
+    Weight,
     allocate,
     split,
     tiebreak_key,
     wallet_scores,
 )
 
-WEIGHTS = {"h100": 30_000, "a100": Fraction(2), "4090": Fraction(7, 6), "cpu-dev": 0}
+WEIGHTS: dict[str, Weight] = {
+    "h100": 30_000, "a100": Fraction(2), "4090": Fraction(7, 6), "cpu-dev": 0}
 
 wallets = st.sampled_from([f"0xw{i}" for i in range(12)] + ["bc1qabc", "name.eth"])
 devices_st = st.lists(
@@ -125,7 +128,7 @@ def test_rejects_bad_devices(dev):
     dict(emission=-1), dict(emission=10**61), dict(epoch=-1), dict(epoch=2**64),
 ])
 def test_rejects_bad_parameters(kw):
-    args = dict(epoch=0, emission=100, weights=WEIGHTS, bonus=10_000)
+    args: dict[str, Any] = dict(epoch=0, emission=100, weights=WEIGHTS, bonus=10_000)
     args.update(kw)
     with pytest.raises(InvalidInput):
         allocate(args["epoch"], args["emission"], [DeviceUptime("a", "h100", 1)],

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from gpunet.core.errors import InvalidInput
 from gpunet.core.merkle import hash_leaf
-from gpunet.core.rewards.allocation import Allocation, DeviceUptime, allocate
+from gpunet.core.rewards.allocation import Allocation, DeviceUptime, Weight, allocate
 from gpunet.core.rewards.snapshot import (
     EMPTY_ROOT,
     PayoutProof,
@@ -131,7 +131,7 @@ def test_worked_example_in_docs():
     devs = [DeviceUptime("alice", "h100", 60), DeviceUptime("bob", "rtx4090", 60, 30),
             DeviceUptime("bob", "rtx4090", 30), DeviceUptime("carol", "h100", 0),
             DeviceUptime("dave", "a100", 45)]
-    weights = {"h100": 30_000, "a100": 20_000, "rtx4090": Fraction(7, 6)}
+    weights: dict[str, Weight] = {"h100": 30_000, "a100": 20_000, "rtx4090": Fraction(7, 6)}
     a = allocate(5, 1000, devs, weights, bonus=12_500)
     assert a.payouts == {"alice": 469, "bob": 296, "dave": 235}
     snap = build_snapshot(a)
