@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
+from gpunet.core.pog.exact import exact_products
 from gpunet.core.pog.params import ChallengeParams
 from gpunet.core.pog.prf import (
     GAMMA,
@@ -118,15 +119,6 @@ class Derivation:
     @cached_property
     def leaf(self) -> U64:
         return leaf_keys(self.keys, self.params.digest_width)
-
-
-def exact_products(a: I8, bt: I8) -> npt.NDArray[np.int64]:
-    """a @ bt.T with exact integer results (|entries| <= 2^14 * n <= 2^30).
-
-    float64 BLAS is exact here: every partial sum is an integer below 2^53.
-    """
-    prod = a.astype(np.float64) @ bt.astype(np.float64).T
-    return prod.astype(np.int64)
 
 
 def step_rows(bt_rows: I8, x_t: I8) -> I8:

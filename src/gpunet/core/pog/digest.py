@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from gpunet.core.pog.exact import exact_products
 from gpunet.core.pog.prf import I8, NODE_C1, NODE_C2, U64, mix64
 
 DIGEST_BYTES = 16
@@ -49,11 +50,8 @@ def fold(words: U64) -> tuple[U64, U64]:
 
 
 def sketch(rows: I8, dt: I8) -> npt.NDArray[np.int64]:
-    """rows @ Dt^T, exactly: (r, digest_width) int64 holding int32-range values.
-
-    Computed in float64 (exact: every partial sum is an integer far below 2^53).
-    """
-    return (rows.astype(np.float64) @ dt.astype(np.float64).T).astype(np.int64)
+    """rows @ Dt^T, exactly: (r, digest_width) int64 holding int32-range values."""
+    return exact_products(rows, dt)
 
 
 def digests_from_sketch(s: npt.NDArray[np.int64], leaf: U64) -> npt.NDArray[np.uint8]:

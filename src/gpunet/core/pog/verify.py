@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from gpunet.core.merkle import hash_leaf, verify_proof
-from gpunet.core.pog.derive import Derivation, b_rows, exact_products, initial_rows
+from gpunet.core.pog.derive import Derivation, b_rows, initial_rows
 from gpunet.core.pog.digest import row_digests
+from gpunet.core.pog.exact import exact_products
 from gpunet.core.pog.messages import Challenge, Commitment, OpeningResponse
 from gpunet.core.pog.openings import OpeningPlan
 from gpunet.core.pog.prf import I8, f_round

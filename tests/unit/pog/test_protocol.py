@@ -1,0 +1,113 @@
+"""Shapes, binding and cheap rejections of the exchange."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+from tests.unit.pog.conftest import exchange, make_challenge, seed_of
+
+from gpunet.agent.provers.cpu import CpuProver
+from gpunet.core.pog import (
+    Challenge,
+    ChallengeParams,
+    Commitment,
+    Failure,
+    FailureReason,
+    OpeningResponse,
+    plan_openings,
+)
+
+
+@pytest.fixture(scope="module")
+def honest(dev_profile):
+    return exchange(CpuProver(), make_challenge(dev_profile, "protocol"))
+
+
+def test_messages_round_trip_through_json(honest):
+    for msg in (honest.challenge, honest.commitment, honest.plan.request(), honest.response):
+        again = type(msg).model_validate_json(msg.model_dump_json())
+        assert again == msg
+
+
+def test_messages_reject_unknown_fields(honest):
+    data = json.loads(honest.commitment.model_dump_json())
+    data["extra"] = 1
+    with pytest.raises(ValidationError):
+        Commitment.model_validate(data)
+
+
+def test_messages_bound_sizes(honest):
+    data = json.loads(honest.challenge.model_dump_json())
+    data["params"]["n"] = 1 << 20
+    with pytest.raises(ValidationError):
+        Challenge.model_validate(data)
+    with pytest.raises(ValidationError):
+        ChallengeParams(n=100, steps=2, refs=0, digest_width=16, rows_per_check=2,
+                        checked_steps=2)
+    with pytest.raises(ValidationError):
+        OpeningResponse(challenge_id=honest.challenge.id, rows=honest.response.rows * 2)
+
+
+def test_wrong_root_count_is_malformed(honest):
+    c = honest.commitment.model_copy(update={"roots": honest.commitment.roots[:-1]})
+    from gpunet.core.pog import verify
+
+    v = verify(honest.challenge, c, honest.plan, honest.response,
+               commit_elapsed_s=0, open_elapsed_s=0)
+    assert isinstance(v, Failure) and v.reason is FailureReason.MALFORMED
+
+
+def test_missing_and_extra_rows(honest):
+    from gpunet.core.pog import verify
+
+    fewer = honest.response.model_copy(update={"rows": honest.response.rows[1:]})
+    v = verify(honest.challenge, honest.commitment, honest.plan, fewer,
+               commit_elapsed_s=0, open_elapsed_s=0)
+    assert isinstance(v, Failure) and v.reason is FailureReason.MISSING_ROWS
+    other_plan = plan_openings(honest.challenge, seed_of("another secret"))
+    v = verify(honest.challenge, honest.commitment, other_plan, honest.response,
+               commit_elapsed_s=0, open_elapsed_s=0)
+    assert isinstance(v, Failure)
+    assert v.reason in (FailureReason.MISSING_ROWS, FailureReason.MALFORMED)
+
+
+def test_tampered_row_is_off_its_root(honest):
+    from gpunet.core.pog import verify
+
+    rows = list(honest.response.rows)
+    bad = bytearray(rows[3].data)
+    bad[5] ^= 1
+    rows[3] = rows[3].model_copy(update={"data": bytes(bad)})
+    r = honest.response.model_copy(update={"rows": tuple(rows)})
+    v = verify(honest.challenge, honest.commitment, honest.plan, r,
+               commit_elapsed_s=0, open_elapsed_s=0)
+    assert isinstance(v, Failure) and v.reason is FailureReason.COMMITMENT_MISMATCH
+
+
+def test_short_row_is_malformed(honest):
+    from gpunet.core.pog import verify
+
+    rows = list(honest.response.rows)
+    rows[0] = rows[0].model_copy(update={"data": rows[0].data[:-8]})
+    r = honest.response.model_copy(update={"rows": tuple(rows)})
+    v = verify(honest.challenge, honest.commitment, honest.plan, r,
+               commit_elapsed_s=0, open_elapsed_s=0)
+    assert isinstance(v, Failure) and v.reason is FailureReason.MALFORMED
+
+
+def test_plan_is_reproducible_from_the_secret_and_checks_step_zero(honest):
+    ch = honest.challenge
+    assert plan_openings(ch, seed_of("x")) == plan_openings(ch, seed_of("x"))
+    assert plan_openings(ch, seed_of("x")) != plan_openings(ch, seed_of("y"))
+    assert plan_openings(ch, seed_of("x")).checks[0].step == 0
+
+
+def test_prover_refuses_to_open_for_another_challenge(honest, dev_profile):
+    from gpunet.agent.provers.base import ProverError
+
+    prover = CpuProver()
+    prover.commit(make_challenge(dev_profile, "p1"))
+    with pytest.raises(ProverError):
+        prover.open(honest.plan.request())
