@@ -34,6 +34,7 @@ weight_st = st.one_of(st.integers(0, 10**6), st.fractions(0, 1000, max_denominat
 emission_st = st.integers(0, 10**40)
 
 
+@settings(deadline=None)
 @given(devices_st, emission_st, st.integers(0, 2**64 - 1),
        st.dictionaries(st.sampled_from(["h100", "a100", "4090", "cpu-dev"]), weight_st),
        st.one_of(st.integers(10_000, 100_000), st.fractions(1, 100, max_denominator=1000)))
@@ -48,6 +49,7 @@ def test_payouts_sum_exactly(devices, emission, epoch, weights, bonus):
     assert list(a.payouts) == sorted(a.payouts)
 
 
+@settings(deadline=None)
 @given(devices_st, emission_st, st.randoms(use_true_random=False))
 def test_order_independent_and_deterministic(devices, emission, rnd):
     a = allocate(7, emission, devices, WEIGHTS, bonus=Fraction(3, 2))
@@ -58,6 +60,7 @@ def test_order_independent_and_deterministic(devices, emission, rnd):
     assert allocate(7, emission, devices, WEIGHTS, bonus=Fraction(3, 2)) == a
 
 
+@settings(deadline=None)
 @given(devices_st, emission_st)
 def test_proportional_within_one_unit(devices, emission):
     a = allocate(3, emission, devices, WEIGHTS)
@@ -142,7 +145,7 @@ def test_performance_sanity(_):
     rng = random.Random(1)
     devs = [DeviceUptime(f"w{rng.randrange(80_000)}", "h100" if i % 2 else "4090",
                          rng.randrange(61), 0) for i in range(100_000)]
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: robust on a busy CI machine
     a = allocate(1, 10**24, devs, WEIGHTS)
-    assert time.perf_counter() - t < 5
+    assert time.process_time() - t < 5
     assert sum(a.payouts.values()) == 10**24

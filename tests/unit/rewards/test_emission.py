@@ -4,7 +4,7 @@ import itertools
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpunet.core.errors import InvalidInput
@@ -113,6 +113,7 @@ def test_emission_requires_int_epoch():
         emission_for_epoch(s, 1.0)  # type: ignore[arg-type]
 
 
+@settings(deadline=None)
 @given(st.integers(0, MAX_AMOUNT), st.integers(1, 5000))
 def test_season_spreads_budget_exactly(budget, epochs):
     season = Season("s", 100, 100 + epochs, budget)
@@ -122,6 +123,7 @@ def test_season_spreads_budget_exactly(budget, epochs):
     assert amounts == sorted(amounts, reverse=True)
 
 
+@settings(deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 20), st.integers(0, 10**30)),
                 max_size=6),
        st.integers(0, 10**20), st.integers(0, 100))

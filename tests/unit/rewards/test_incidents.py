@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpunet.core.errors import InvalidInput
@@ -164,6 +164,7 @@ def test_t6_honest_gpus_cut_off_at_snapshot_still_paid():
         "wallet-alice": emission}
 
 
+@settings(deadline=None)
 @given(st.integers(0, 3),
        st.lists(st.integers(0, 4 * 3600), max_size=80),
        st.lists(st.tuples(st.integers(0, 4 * 3600), st.sampled_from([V, P, X])), max_size=6),

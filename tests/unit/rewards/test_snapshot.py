@@ -4,7 +4,7 @@ import hashlib
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpunet.core.errors import InvalidInput
@@ -38,6 +38,7 @@ def test_leaf_encoding_byte_for_byte():
         encode_leaf(0, "wället", 1)
 
 
+@settings(deadline=None)
 @given(payouts_st, st.integers(0, 2**64 - 1))
 def test_every_proof_verifies_and_tampering_fails(payouts, epoch):
     snap = build_snapshot(alloc(payouts, epoch))
@@ -54,6 +55,7 @@ def test_every_proof_verifies_and_tampering_fails(payouts, epoch):
         assert not verify_payout(snap.root, epoch, wallet + "x", amount, proof)
 
 
+@settings(deadline=None)
 @given(payouts_st, st.randoms(use_true_random=False))
 def test_root_independent_of_input_order(payouts, rnd):
     items = list(payouts.items())

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpunet.core.errors import InvalidInput
@@ -122,6 +122,7 @@ clock_st = st.sampled_from([CLOCK, EpochClock(genesis=7, epoch_seconds=600, slot
                             EpochClock(epoch_seconds=3600, slot_seconds=1)])
 
 
+@settings(deadline=None)
 @given(clock_st, st.integers(-3, 3), st.lists(st.floats(-1e5, 1e7, allow_nan=False)),
        st.integers(min_value=0, max_value=2**4000))
 def test_uptime_never_exceeds_epoch(clock, epoch, heartbeats, junk):
@@ -130,6 +131,7 @@ def test_uptime_never_exceeds_epoch(clock, epoch, heartbeats, junk):
     assert b >> clock.slots_per_epoch == 0
 
 
+@settings(deadline=None)
 @given(clock_st, st.integers(0, 3),
        st.lists(st.tuples(st.integers(0, 20_000), st.sampled_from([V, P, S, X])), max_size=12),
        st.lists(st.tuples(st.integers(0, 20_000), st.integers(0, 20_000)), max_size=4))
