@@ -15,6 +15,7 @@ from gpunet.core.rewards.snapshot import (
     PayoutProof,
     build_snapshot,
     encode_leaf,
+    snapshot_from_payouts,
     verify_payout,
 )
 
@@ -93,6 +94,9 @@ def test_close_and_reclose_give_identical_snapshots():
     a1 = build_snapshot(allocate(4, 10**21 + 17, devs, WEIGHTS))
     a2 = build_snapshot(allocate(4, 10**21 + 17, list(reversed(devs)), WEIGHTS))
     assert a1.root == a2.root and a1.amounts == a2.amounts and a1.wallets == a2.wallets
+    stored = dict(reversed(list(zip(a1.wallets, a1.amounts, strict=True))))
+    again = snapshot_from_payouts(4, 10**21 + 17, stored)
+    assert again.root == a1.root and again.proof("w3") == a1.proof("w3")
 
 
 def test_proof_json_shape_and_strictness():

@@ -30,6 +30,7 @@ from gpunet.core.rewards.snapshot import (
     Snapshot,
     build_snapshot,
     encode_leaf,
+    snapshot_from_payouts,
     verify_payout,
 )
 from gpunet.core.rewards.uptime import (
@@ -70,6 +71,7 @@ __all__ = [
     "incident_credit",
     "load_schedule",
     "merge_heartbeats",
+    "snapshot_from_payouts",
     "split",
     "to_device_uptime",
     "verified_mask",
