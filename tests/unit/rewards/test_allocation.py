@@ -118,6 +118,7 @@ def test_nobody_qualifies():
     DeviceUptime("has space", "h100", 10),
     DeviceUptime("", "h100", 10),
     DeviceUptime("x" * 129, "h100", 10),
+    DeviceUptime(12345, "h100", 10),  # type: ignore[arg-type]
 ])
 def test_rejects_bad_devices(dev):
     with pytest.raises(InvalidInput):

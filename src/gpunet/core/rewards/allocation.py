@@ -113,8 +113,8 @@ def wallet_scores(
         if w and slots:
             scores[wallet] = get(wallet, 0) + w * ((slots - cluster) * q + cluster * p)
     for wallet in scores:
-        if not WALLET_PATTERN.fullmatch(wallet):
-            raise InvalidInput("invalid wallet address", wallet=wallet[:140])
+        if not valid_wallet(wallet):
+            raise InvalidInput("invalid wallet address", wallet=str(wallet)[:140])
     return scores
 
 
