@@ -41,7 +41,8 @@ def postgres_url(worker_id: str) -> Iterator[str]:
     if not base:
         pytest.fail("GPUNET_TEST_POSTGRES_URL is not set: run the suite with `make test`")
     base = normalise_url(base)
-    name = f"gpunet_t_{worker_id}"
+    # The pid keeps concurrent runs of the suite (two checkouts, two shells) apart.
+    name = f"gpunet_t_{worker_id}_{os.getpid()}"
     admin = create_engine(base.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
