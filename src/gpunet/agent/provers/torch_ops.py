@@ -63,16 +63,16 @@ def leaf_words(torch: Any, key: int, width: int, device: Any) -> Tensor:
 def node(a1: Tensor, b1: Tensor, a2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor]:
     x = mix64(a1 + mix64(a2 ^ _N1))
     y = mix64(b1 ^ mix64(b2 + x))
-    a = mix64(x ^ y ^ _N2) ^ a1 ^ b2
-    b = mix64(y + a) ^ b1 ^ a2
-    return a, b
+    return x + b2, y ^ a2 ^ _N2
 
 
 def fold(words: Tensor) -> Tensor:
-    """(rows, width) int64 leaf words -> (rows, 2) int64 digest lanes."""
-    a, b = words[:, 0::2], words[:, 1::2]
+    """(rows, width) int64 leaf words -> (rows, 2) int64 digest lanes (halves paired)."""
+    h = words.shape[1] // 2
+    a, b = words[:, :h], words[:, h:]
     while a.shape[1] > 1:
-        a, b = node(a[:, 0::2], b[:, 0::2], a[:, 1::2], b[:, 1::2])
+        h = a.shape[1] // 2
+        a, b = node(a[:, :h], b[:, :h], a[:, h:], b[:, h:])
     return torch_stack2(a[:, 0], b[:, 0])
 
 

@@ -9,8 +9,8 @@ A row r (n int8 values) is digested in two stages, both cheap on a GPU:
    cannot solve in the seconds an opening is allowed to take (numbers in the doc).
 2. tree: each sketch word plus a per-position key goes through mix64; the words are
    paired into 128-bit nodes and folded by `node()` (a nonlinear 256 -> 128 bit
-   compression with feed-forward, so a node cannot be inverted from its output) until
-   one node is left. Its two lanes, little-endian, are the 16-byte digest.
+   compression with feed-forward) until one node is left. Its two lanes, little-endian,
+   are the 16-byte digest.
 
 The Merkle tree over digests (SHA-256, `gpunet.core.merkle`) is built on the host; only
 digests ever leave the device.
@@ -30,22 +30,27 @@ DIGEST_BYTES = 16
 def node(a1: U64, b1: U64, a2: U64, b2: U64) -> tuple[U64, U64]:
     """Compress two 128-bit nodes (a1, b1), (a2, b2) into one.
 
-    Every output lane depends on all four input lanes; the final XORs feed inputs forward
-    (Davies-Meyer style) so that fixing one child does not let the other be solved for.
+    x mixes a1 with a2, y mixes b1 with b2 and x, so the output depends on all four
+    input lanes. The outputs add/xor inputs back in after the mixing (feed-forward):
+    fixing one child and solving for the other then costs a 64-bit search, not an
+    inversion of mix64.
     """
     x = mix64(a1 + mix64(a2 ^ np.uint64(NODE_C1)))
     y = mix64(b1 ^ mix64(b2 + x))
-    a = mix64(x ^ y ^ np.uint64(NODE_C2)) ^ a1 ^ b2
-    b = mix64(y + a) ^ b1 ^ a2
-    return a, b
+    return x + b2, y ^ a2 ^ np.uint64(NODE_C2)
 
 
 def fold(words: U64) -> tuple[U64, U64]:
-    """Fold (rows, width) leaf words into one 128-bit node per row; width a power of two."""
-    a = np.ascontiguousarray(words[:, 0::2])
-    b = np.ascontiguousarray(words[:, 1::2])
+    """Fold (rows, width) leaf words into one 128-bit node per row; width a power of two.
+
+    Pairs are (left half, right half) rather than neighbours: the same tree up to a fixed
+    permutation of the leaves, and every operand is a contiguous slice on a device.
+    """
+    h = words.shape[1] // 2
+    a, b = words[:, :h], words[:, h:]
     while a.shape[1] > 1:
-        a, b = node(a[:, 0::2], b[:, 0::2], a[:, 1::2], b[:, 1::2])
+        h = a.shape[1] // 2
+        a, b = node(a[:, :h], b[:, :h], a[:, h:], b[:, h:])
     return a[:, 0], b[:, 0]
 
 

@@ -1,0 +1,46 @@
+"""Prover efficiency: achieved int8 throughput of a challenge / the backend's own plain
+GEMM throughput on the same machine (goal >= 0.85 on GPUs), via `calibrate`.
+
+    .venv/bin/python bench/pog_prover.py                 # cpu + torch-cpu, a few sizes
+    .venv/bin/python bench/pog_prover.py cuda 65536 15   # on a GPU host: backend n steps
+
+"achieved" counts the int8 operations of the chain and of the digest sketches (both run
+on the same GEMM kernel); "chain only" counts the chain's GEMMs alone. Also prints the
+cpu-dev profile's time per challenge. Prints figures; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gpunet.agent.provers.calibrate import calibrate
+from gpunet.core.pog import ChallengeParams
+
+
+def run(backend: str, n: int, steps: int, width: int = 64, repeats: int = 2) -> None:
+    p = ChallengeParams(n=n, steps=steps, refs=1, digest_width=width, rows_per_check=8,
+                        checked_steps=steps)
+    r = calibrate("cpu-dev", backend, params=p, repeats=repeats)
+    total = p.total_ops / r.commit_s / 1e12
+    print(f"{backend:>10} n={n:>6} T={steps:>3} m={width:>4}  self-test {r.self_test_passed!s:>5}  "
+          f"commit {r.commit_s:8.3f}s  open {r.open_s * 1e3:7.1f}ms  "
+          f"plain {r.plain_gemm_tops:7.4f} TOPS  achieved {total:7.4f}  "
+          f"efficiency {total / r.plain_gemm_tops:5.3f} (chain only {r.efficiency:5.3f})",
+          flush=True)
+
+
+def main(argv: list[str]) -> None:
+    if argv:
+        backend, n, steps = argv[0], int(argv[1]), int(argv[2])
+        run(backend, n, steps, width=int(argv[3]) if len(argv) > 3 else 128)
+        return
+    r = calibrate("cpu-dev", "cpu", repeats=9)
+    print(f"cpu-dev profile, NumPy prover: median commit {r.commit_s * 1e3:.1f} ms, "
+          f"open {r.open_s * 1e3:.1f} ms (runs {', '.join(f'{x * 1e3:.0f}' for x in r.runs_s)} ms)")
+    for backend in ("cpu", "torch-cpu"):
+        for n, steps in ((1024, 8), (2048, 8), (4096, 6)):
+            run(backend, n, steps)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
