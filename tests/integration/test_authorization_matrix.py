@@ -268,9 +268,7 @@ def send(w: World, headers: Headers, method: str, path: str, body: Any) -> Any:
 
 def owner_rows_only(changes: dict[str, TableDiff], after: Snapshot, me: int) -> None:
     """Every row that changed belongs to owner `me` (or is the audit chain's tip)."""
-    my_devices = {
-        r["id"]: r["public_id"] for r in after["devices"].values() if r["owner_id"] == me
-    }
+    my_devices = {r["id"]: r["public_id"] for r in after["devices"].values() if r["owner_id"] == me}
     for name, d in changes.items():
         assert not d.removed, f"{name}: rows removed"
         if name == "audit_head":
@@ -474,9 +472,7 @@ BODY_CASES: dict[str, BodyCase] = {
         lambda w: (lambda c: _enroll(lambda _w: c, proof_key=False))(w.net.code(w.a)), 401
     ),
     "enroll-gpu_of_b": BodyCase(
-        lambda w: (lambda c: _enroll(lambda _w: c, claim=lambda w: w.dev_b.claim))(
-            w.net.code(w.a)
-        ),
+        lambda w: (lambda c: _enroll(lambda _w: c, claim=lambda w: w.dev_b.claim))(w.net.code(w.a)),
         409,
     ),
 }
@@ -551,4 +547,3 @@ def test_signature_does_not_transfer_to_another_body(net: Net) -> None:
     )
     assert r.status_code == 401
     assert not diff(before, snapshot(net.database))
-

@@ -58,8 +58,14 @@ def devices(
     session: ReadSession,
     response: Response,
     status: DeviceStatus | None = None,
-    model: Annotated[str | None, Query(max_length=64)] = None,
-    region: Annotated[str | None, Query(max_length=32)] = None,
+    # Patterns as in the stored values (SafeText, Region): a NUL byte or other junk gets
+    # a 422 here instead of reaching the database (PostgreSQL refuses NUL in text: 500).
+    model: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()+/:-]*$")
+    ] = None,
+    region: Annotated[
+        str | None, Query(max_length=32, pattern=r"^[a-z]{2}(-[a-z0-9]{1,12}){0,2}$")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(pattern=r"^dev_[a-z2-7]{16}$")] = None,
 ) -> s.PublicDeviceList:

@@ -84,7 +84,7 @@ class TokenOut(BaseModel):
 
 
 class EnrollmentCodeRequest(Request):
-    max_devices: int = Field(default=8, ge=1, le=64)
+    max_devices: int = Field(default=8, ge=1, le=64, strict=True)
 
 
 class EnrollmentCodeOut(BaseModel):
