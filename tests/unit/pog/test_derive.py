@@ -60,7 +60,7 @@ def test_exact_products_at_the_largest_n():
 @given(seed=seeds, steps=st.integers(1, 12), refs=st.integers(0, 4))
 @settings(max_examples=40, deadline=None)
 def test_reference_steps_are_older_and_distinct(seed, steps, refs):
-    p = ChallengeParams(n=64, steps=steps, refs=refs, digest_width=16, rows_per_check=2,
+    p = ChallengeParams(n=64, steps=steps, refs=refs, digest_width=32, rows_per_check=2,
                         checked_steps=1)
     for t, chosen in enumerate(ref_steps(seed, p)):
         assert len(chosen) == min(refs, t) == len(set(chosen))

@@ -44,7 +44,7 @@ def test_messages_bound_sizes(honest):
     with pytest.raises(ValidationError):
         Challenge.model_validate(data)
     with pytest.raises(ValidationError):
-        ChallengeParams(n=100, steps=2, refs=0, digest_width=16, rows_per_check=2,
+        ChallengeParams(n=100, steps=2, refs=0, digest_width=32, rows_per_check=2,
                         checked_steps=2)
     with pytest.raises(ValidationError):
         OpeningResponse(challenge_id=honest.challenge.id, rows=honest.response.rows * 2)

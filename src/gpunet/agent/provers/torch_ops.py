@@ -67,13 +67,17 @@ def node(a1: Tensor, b1: Tensor, a2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor
 
 
 def fold(words: Tensor) -> Tensor:
-    """(rows, width) int64 leaf words -> (rows, 2) int64 digest lanes (halves paired)."""
-    h = words.shape[1] // 2
-    a, b = words[:, :h], words[:, h:]
-    while a.shape[1] > 1:
-        h = a.shape[1] // 2
-        a, b = node(a[:, :h], b[:, :h], a[:, h:], b[:, h:])
-    return torch_stack2(a[:, 0], b[:, 0])
+    """(width, rows) int64 leaf words -> (rows, 2) int64 digest lanes (halves paired).
+
+    Words are laid out word-major (one row of the tensor per word position), so every
+    operand below is a contiguous block: several times faster than strided slices.
+    """
+    h = words.shape[0] // 2
+    a, b = words[:h], words[h:]
+    while a.shape[0] > 1:
+        h = a.shape[0] // 2
+        a, b = node(a[:h], b[:h], a[h:], b[h:])
+    return torch_stack2(a[0], b[0])
 
 
 def torch_stack2(a: Tensor, b: Tensor) -> Tensor:
@@ -104,9 +108,11 @@ def round_byte(torch: Any, y: Tensor) -> Tensor:
     return y.view(torch.int8)[:, 1::4]
 
 
-def row_digests(
-    torch: Any, rows: Tensor, dt_t: Tensor, leaf: Tensor, mode: str
-) -> Tensor:
-    """(r, 2) int64 digest lanes of int8 rows (r, n); dt_t is Dt transposed (n, width)."""
-    s = matmul_exact(torch, rows, dt_t, mode).to(torch.int64) + leaf
+def row_digests(torch: Any, rows: Tensor, dt: Tensor, leaf: Tensor, mode: str) -> Tensor:
+    """(r, 2) int64 digest lanes of int8 rows (r, n); dt is Dt (width, n), leaf (width,).
+
+    The sketch is computed transposed, Dt @ rows^T (width, r), the same GEMM layout as the
+    chain, which also leaves the words word-major for `fold`.
+    """
+    s = matmul_exact(torch, dt, rows.t(), mode).to(torch.int64) + leaf[:, None]
     return fold(mix64(s))

@@ -79,7 +79,7 @@ class TorchProver(Prover):
         refs = ref_steps(challenge.seed, p)
         blk = self._block(n)
         with torch.inference_mode():
-            dt_t = ops.prf_rows(torch, keys.d, 0, width, n, dev).t()
+            dt = ops.prf_rows(torch, keys.d, 0, width, n, dev)
             leaf = ops.leaf_words(torch, keys.leaf, width, dev)
             dig = torch.empty((p.steps + 1, n, 2), dtype=torch.int64, device=dev)
 
@@ -89,7 +89,7 @@ class TorchProver(Prover):
                 m = min(blk, n - r)
                 x0[r : r + m] = ops.prf_rows(torch, keys.x0, r, m, n, dev)
                 bt[r : r + m] = ops.prf_rows(torch, keys.b, r, m, n, dev)
-                dig[0, r : r + m] = ops.row_digests(torch, x0[r : r + m], dt_t, leaf, mode)
+                dig[0, r : r + m] = ops.row_digests(torch, x0[r : r + m], dt, leaf, mode)
             xs = [x0]
             for t in range(p.steps):
                 xt_t = xs[t].t()  # column-major view: the layout int8 GEMMs want for B
@@ -105,7 +105,7 @@ class TorchProver(Prover):
                             out ^= xs[q][r : r + m]
                     else:
                         out.copy_(fresh)
-                    dig[t + 1, r : r + m] = ops.row_digests(torch, out, dt_t, leaf, mode)
+                    dig[t + 1, r : r + m] = ops.row_digests(torch, out, dt, leaf, mode)
                 xs.append(nxt)
             del bt
             host = dig.cpu().numpy()  # the only device -> host transfer of the commit phase

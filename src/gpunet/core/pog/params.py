@@ -30,7 +30,8 @@ class ChallengeParams(BaseModel):
     n: int = Field(ge=64, le=MAX_N, description="matrix side")
     steps: int = Field(ge=1, le=MAX_STEPS, description="GEMM steps T; T+1 matrices committed")
     refs: int = Field(ge=0, le=4, description="older steps XORed into each new one")
-    digest_width: int = Field(ge=16, le=1024, description="columns of the digest matrix D")
+    # >= 32: the digest GEMM has digest_width as its M, and int8 kernels want M > 16.
+    digest_width: int = Field(ge=32, le=1024, description="rows of the digest matrix Dt")
     rows_per_check: int = Field(ge=1, le=64, description="rows opened per side of a check")
     checked_steps: int = Field(ge=1, le=MAX_STEPS, description="transitions opened")
 
