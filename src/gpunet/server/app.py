@@ -22,6 +22,7 @@ from gpunet.core.clock import Clock, SystemClock
 from gpunet.core.errors import GpunetError, RateLimited
 from gpunet.server.api import accounts, devices, explorer, worker
 from gpunet.server.api.deps import AppState
+from gpunet.server.api.schemas import ErrorOut
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
 from gpunet.server.security.oidc import OidcVerifier
@@ -33,6 +34,12 @@ from gpunet.server.settings import Settings
 
 log = logging.getLogger("gpunet.server")
 MAX_BODY_BYTES = 256 * 1024
+# Every error, whatever its status, has the one shape `_error` writes: say so in the
+# OpenAPI document (FastAPI would otherwise document only a 422 of its own shape).
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    "4XX": {"model": ErrorOut, "description": "Refused: see error.code"},
+    "5XX": {"model": ErrorOut, "description": "Unavailable: retry later"},
+}
 
 
 def _error(
@@ -111,7 +118,7 @@ def create_app(
     app.state.gpunet = state
     _register_errors(app)
     for module in (accounts, devices, worker, explorer):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
 
     @app.middleware("http")
     async def _limits_and_metrics(
