@@ -41,17 +41,18 @@ def node(a1: U64, b1: U64, a2: U64, b2: U64) -> tuple[U64, U64]:
 
 
 def fold(words: U64) -> tuple[U64, U64]:
-    """Fold (rows, width) leaf words into one 128-bit node per row; width a power of two.
+    """Fold (width, rows) leaf words into one 128-bit node per row; width a power of two.
 
     Pairs are (left half, right half) rather than neighbours: the same tree up to a fixed
-    permutation of the leaves, and every operand is a contiguous slice on a device.
+    permutation of the leaves, and with words laid out word-major every operand is a
+    contiguous block (on a device as here).
     """
-    h = words.shape[1] // 2
-    a, b = words[:, :h], words[:, h:]
-    while a.shape[1] > 1:
-        h = a.shape[1] // 2
-        a, b = node(a[:, :h], b[:, :h], a[:, h:], b[:, h:])
-    return a[:, 0], b[:, 0]
+    h = words.shape[0] // 2
+    a, b = words[:h], words[h:]
+    while a.shape[0] > 1:
+        h = a.shape[0] // 2
+        a, b = node(a[:h], b[:h], a[h:], b[h:])
+    return a[0], b[0]
 
 
 def sketch(rows: I8, dt: I8) -> npt.NDArray[np.int64]:
@@ -61,8 +62,8 @@ def sketch(rows: I8, dt: I8) -> npt.NDArray[np.int64]:
 
 def digests_from_sketch(s: npt.NDArray[np.int64], leaf: U64) -> npt.NDArray[np.uint8]:
     """(r, 16) digest bytes from exact sketches (any integer dtype holding int32 values)."""
-    words = np.asarray(s, dtype=np.int64).view(np.uint64) + leaf[np.newaxis, :]
-    a, b = fold(mix64(words))
+    words = np.ascontiguousarray(np.asarray(s, dtype=np.int64).T).view(np.uint64)
+    a, b = fold(mix64(words + leaf[:, np.newaxis]))
     out = np.empty((a.shape[0], 2), dtype="<u8")
     out[:, 0] = a
     out[:, 1] = b
