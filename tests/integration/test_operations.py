@@ -16,7 +16,7 @@ from gpunet.core.clock import FrozenClock
 from gpunet.server.app import create_app
 from gpunet.server.db import migrate
 from gpunet.server.db.engine import Database
-from gpunet.server.db.tables import AuditRecord, Block, Device
+from gpunet.server.db.tables import AuditRecord, Block, Device, RateCounter
 from gpunet.server.settings import Settings
 from tests.integration.conftest import Net, hardware, make_settings
 
@@ -119,20 +119,38 @@ def test_principal_block_stops_that_principal_only(net: Net, database_url: str) 
     assert net.client.get("/api/v1/devices", headers=a.headers).status_code == 200
 
 
-def test_enrollment_flood_from_one_address_is_limited(net: Net) -> None:
+def test_enrollment_attempts_from_one_address_are_limited(net: Net) -> None:
     owner = net.register()
     limited = {"address_enrollments_per_window": 5}
     with (
         client_from(net, "192.0.2.50", **limited) as flood,
         client_from(net, "192.0.2.51", **limited) as honest,
     ):
-        fabricated, _ = Net.enroll_body("gpn-enr-" + "b" * 32, [hardware()])
-        statuses = [flood.post("/api/v1/enroll", json=fabricated).status_code for _ in range(6)]
+        # A genuine code with a proof that does not match: refused, but counted.
+        bad, _ = Net.enroll_body(net.code(owner, 1), [hardware()])
+        bad["devices"][0]["hardware"]["model"] = "H200"
+        statuses = [flood.post("/api/v1/enroll", json=bad).status_code for _ in range(6)]
         assert statuses == [401] * 5 + [429]
         body, _ = Net.enroll_body(net.code(owner, 1), [hardware()])
         # The flooding address stays limited even with a valid code; others are unaffected.
         assert flood.post("/api/v1/enroll", json=body).status_code == 429
         assert honest.post("/api/v1/enroll", json=body).status_code == 201
+
+
+def test_fabricated_codes_are_refused_before_any_database_work(net: Net) -> None:
+    with client_from(net, "192.0.2.60") as flood:
+        fabricated, _ = Net.enroll_body("gpn-enr-" + "b" * 32, [hardware()])
+        for _ in range(50):
+            r = flood.post("/api/v1/enroll", json=fabricated)
+            assert r.status_code == 401
+            assert r.json()["error"]["code"] == "unauthenticated"
+        metrics = flood.get("/metrics").text
+    with net.database.read() as s:
+        assert s.execute(select(RateCounter)).first() is None
+    assert (
+        'gpunet_auth_failures_total{endpoint="/api/v1/enroll",principal="enrollment"} 50.0'
+        in metrics
+    )
 
 
 def test_metrics_count_requests_writes_and_auth_failures(net: Net) -> None:

@@ -8,10 +8,8 @@ of replicas behind a load balancer behave as one.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +23,7 @@ from gpunet.server.api.deps import AppState
 from gpunet.server.api.schemas import ErrorOut
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
+from gpunet.server.middleware import LimitsAndMetrics
 from gpunet.server.security.oidc import OidcVerifier
 from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.secrets import derive_key
@@ -33,7 +32,6 @@ from gpunet.server.services.ratelimit import DatabaseCounters, RedisCounters
 from gpunet.server.settings import Settings
 
 log = logging.getLogger("gpunet.server")
-MAX_BODY_BYTES = 256 * 1024
 # Every error, whatever its status, has the one shape `_error` writes: say so in the
 # OpenAPI document (FastAPI would otherwise document only a 422 of its own shape).
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -120,23 +118,7 @@ def create_app(
     for module in (accounts, devices, worker, explorer):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
-    @app.middleware("http")
-    async def _limits_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        kind = getattr(request.state, "principal_kind", "anonymous")
-        metrics.requests.labels(endpoint, request.method, str(response.status_code), kind).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        if request.method not in ("GET", "HEAD") and response.status_code < 300:
-            metrics.writes.labels(endpoint, kind).inc()
-        return response
+    app.add_middleware(LimitsAndMetrics, metrics=metrics)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from gpunet.server.api import schemas as s
-from gpunet.server.api.deps import AnonCtx, State, guard, owner
+from gpunet.server.api.deps import AnonCtx, State, owner, tighter_limit
 from gpunet.server.context import Ctx
 from gpunet.server.security.principal import Scope
 from gpunet.server.services import accounts
@@ -29,7 +29,7 @@ def _tokens(pair: accounts.TokenPair) -> s.TokenOut:
     "/accounts",
     status_code=201,
     response_model=s.AccountOut,
-    dependencies=[Depends(guard("login"))],
+    dependencies=[Depends(tighter_limit("login"))],
 )
 def register(body: s.RegisterRequest, ctx: AnonCtx, st: State) -> s.AccountOut:
     owner_row = accounts.register(
@@ -38,7 +38,9 @@ def register(body: s.RegisterRequest, ctx: AnonCtx, st: State) -> s.AccountOut:
     return s.AccountOut.model_validate(owner_row)
 
 
-@router.post("/auth/token", response_model=s.TokenOut, dependencies=[Depends(guard("login"))])
+@router.post(
+    "/auth/token", response_model=s.TokenOut, dependencies=[Depends(tighter_limit("login"))]
+)
 def token(body: s.TokenRequest, ctx: AnonCtx, st: State) -> s.TokenOut:
     scopes = frozenset(body.scopes) if body.scopes else None
     return _tokens(
@@ -48,7 +50,9 @@ def token(body: s.TokenRequest, ctx: AnonCtx, st: State) -> s.TokenOut:
     )
 
 
-@router.post("/auth/refresh", response_model=s.TokenOut, dependencies=[Depends(guard("login"))])
+@router.post(
+    "/auth/refresh", response_model=s.TokenOut, dependencies=[Depends(tighter_limit("login"))]
+)
 def refresh(body: s.RefreshRequest, ctx: AnonCtx, st: State) -> s.TokenOut:
     return _tokens(accounts.refresh(ctx, st.tokens, body.refresh_token))
 

@@ -9,7 +9,7 @@ committed when the handler returns, rolled back when it raises.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -44,7 +44,7 @@ class AppState:
     counters_factory: Callable[[Session], ratelimit.Counters]
 
 
-def state(request: Request) -> AppState:
+async def state(request: Request) -> AppState:
     st: AppState = request.app.state.gpunet
     return st
 
@@ -52,7 +52,7 @@ def state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(state)]
 
 
-def client_address(request: Request, st: State) -> str | None:
+async def client_address(request: Request, st: State) -> str | None:
     peer = request.client.host if request.client else None
     if peer and peer in st.settings.trusted_proxies:
         forwarded = request.headers.get("x-forwarded-for", "")
@@ -70,43 +70,46 @@ def _endpoint(request: Request) -> str:
     return getattr(route, "path", "unknown")
 
 
-LIMITED_KINDS = ("enroll", "login")
+def tighter_limit(kind: str) -> Callable[..., Awaitable[None]]:
+    """Route-level marker: this route also counts against the address's `kind` limit.
 
-
-def guard(kind: str | None = None) -> Callable[..., None]:
-    """Blocks and per-address limits, before any credential or transaction.
-
-    `guard()` runs for every request (blocks, and the address's write limit for any
-    change); `guard("enroll")` / `guard("login")` add the tighter limit of that kind.
-    Counters live in their own short transaction so refused attempts still count.
+    Route dependencies are solved before the handler's own, so the guard below sees
+    the mark and applies every limit in its one short transaction.
     """
-    assert kind is None or kind in LIMITED_KINDS
+    assert kind in ("enroll", "login")
 
-    def _guard(request: Request, st: State, address: Address) -> None:
-        if kind is None:
-            with st.database.read() as session:
-                blocks.check(blocks.active(session), address=address, principal_key=None)
-        if request.method in ("GET", "HEAD", "OPTIONS") or address is None:
-            return
-        s = st.settings
-        key, limit = {
-            None: ("addr-write", s.address_writes_per_window),
-            "enroll": ("addr-enroll", s.address_enrollments_per_window),
-            "login": ("addr-login", s.address_logins_per_window),
-        }[kind]
-        with st.database.transaction() as session:
-            ratelimit.enforce(
-                st.counters_factory(session),
-                f"{key}:{address}",
-                limit,
-                st.clock.now(),
-                s.rate_window_s,
-            )
+    async def _mark(request: Request) -> None:
+        request.state.gpunet_limit = kind
 
-    return _guard
+    return _mark
 
 
-def db_session(st: State, _: Annotated[None, Depends(guard())]) -> Iterator[Session]:
+def guard(request: Request, st: State, address: Address) -> None:
+    """Operator blocks and per-address limits, before any credential or transaction.
+
+    Counters live in their own short transaction, committed even when the request is
+    then refused, so refused attempts still count against the address.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS") or address is None:
+        with st.database.read() as session:
+            blocks.check(blocks.active(session), address=address, principal_key=None)
+        return
+    s = st.settings
+    limits = [("addr-write", s.address_writes_per_window)]
+    kind = getattr(request.state, "gpunet_limit", None)
+    if kind == "enroll":
+        limits.append(("addr-enroll", s.address_enrollments_per_window))
+    elif kind == "login":
+        limits.append(("addr-login", s.address_logins_per_window))
+    now = st.clock.now()
+    with st.database.transaction() as session:
+        blocks.check(blocks.active(session), address=address, principal_key=None)
+        counters = st.counters_factory(session)
+        for key, limit in limits:
+            ratelimit.enforce(counters, f"{key}:{address}", limit, now, s.rate_window_s)
+
+
+def db_session(st: State, _: Annotated[None, Depends(guard)]) -> Iterator[Session]:
     session = st.database.session()
     try:
         yield session
@@ -229,7 +232,7 @@ def anonymous(st: State, session: DbSession, address: Address) -> Ctx:
     )
 
 
-def read_session(st: State, _: Annotated[None, Depends(guard())]) -> Iterator[Session]:
+def read_session(st: State, _: Annotated[None, Depends(guard)]) -> Iterator[Session]:
     with st.database.read() as session:
         yield session
 

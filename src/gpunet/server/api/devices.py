@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
+from gpunet.core.errors import Unauthenticated
 from gpunet.core.signing import unb64u
 from gpunet.server.api import schemas as s
-from gpunet.server.api.deps import AnonCtx, State, guard, owner
+from gpunet.server.api.deps import AnonCtx, State, owner, tighter_limit
 from gpunet.server.context import Ctx
 from gpunet.server.security.principal import Scope
 from gpunet.server.services import devices, enrollment
@@ -32,8 +34,23 @@ def create_enrollment_code(
     return s.EnrollmentCodeOut(code=code, max_devices=row.max_devices, expires_at=row.expires_at)
 
 
+async def reject_forged_codes(request: Request, st: State) -> None:
+    """Cheapest first (T1 at scale): a code without our MAC is refused here, before any
+    rate-limit counter, database lookup, signature check or worker thread."""
+    try:
+        code = json.loads(await request.body()).get("code")
+    except (ValueError, AttributeError):
+        return  # not JSON, or not an object: request validation will say what is wrong
+    if isinstance(code, str) and not enrollment.code_is_well_formed(st.enrollment_key, code):
+        st.metrics.auth_failures.labels("/api/v1/enroll", "enrollment").inc()
+        raise Unauthenticated("invalid or expired enrollment code")
+
+
 @router.post(
-    "/enroll", status_code=201, response_model=s.EnrollOut, dependencies=[Depends(guard("enroll"))]
+    "/enroll",
+    status_code=201,
+    response_model=s.EnrollOut,
+    dependencies=[Depends(reject_forged_codes), Depends(tighter_limit("enroll"))],
 )
 def enroll(body: s.EnrollRequest, ctx: AnonCtx, st: State) -> s.EnrollOut:
     """Called by the agent with the owner's code: no bearer token, no device key yet."""

@@ -8,6 +8,7 @@ and read-only sessions use a plain deferred `BEGIN` so they never queue behind w
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
+    # SQLite admits one writer at a time. Left to itself, a waiting writer polls with
+    # sleeps of up to 100 ms (its busy handler), so under load writers queue badly and
+    # latency explodes. Within this process, writers instead wait on a lock, in turn;
+    # other processes on the same file still fall back to busy_timeout.
+    writer = threading.Lock()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below emit BEGIN itself.
@@ -58,8 +65,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        readonly = conn.get_execution_options().get("gpunet_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("gpunet_readonly", False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        writer.acquire()
+        conn.info["gpunet_writer"] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(conn)
+            raise
+
+    def _release(conn: Any) -> None:
+        if conn.info.pop("gpunet_writer", False):
+            writer.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
 
 
 class Database:

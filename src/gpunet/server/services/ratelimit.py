@@ -9,8 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
 from gpunet.core.errors import RateLimited
@@ -28,6 +27,15 @@ class Counters(Protocol):
         ...
 
 
+# One statement that both SQLite (3.35+) and PostgreSQL run as written: counters sit on
+# hot paths (every write, every enrollment attempt), so no ORM construction per call.
+_HIT = text(
+    "INSERT INTO rate_counters (key, window_start, count) VALUES (:key, :start, :amount) "
+    "ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + :amount "
+    "RETURNING count"
+)
+
+
 class DatabaseCounters:
     """Counters in the `rate_counters` table, inside the caller's transaction."""
 
@@ -35,15 +43,8 @@ class DatabaseCounters:
         self._session = session
 
     def hit(self, key: str, now: dt.datetime, window_s: int, amount: int = 1) -> int:
-        start = window_start(now, window_s)
-        dialect = self._session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        upsert = insert(RateCounter).values(key=key, window_start=start, count=amount)
-        stmt = upsert.on_conflict_do_update(
-            index_elements=[RateCounter.key, RateCounter.window_start],
-            set_={"count": RateCounter.count + amount},
-        ).returning(RateCounter.count)
-        return int(self._session.execute(stmt).scalar_one())
+        params = {"key": key, "start": window_start(now, window_s), "amount": amount}
+        return int(self._session.execute(_HIT, params).scalar_one())
 
 
 class RedisCounters:
