@@ -142,3 +142,21 @@ def test_profile_update_is_audited_and_validated(net: Net) -> None:
         ).scalar_one()
     assert '"display_name":"Erin rig 2"' in (rec.after or "")
     assert '"display_name":null' in (rec.before or "")
+
+
+def test_credentials_issued_are_audited(net: Net) -> None:
+    from gpunet.server.db.tables import AuditRecord
+
+    owner = net.register()
+    net.client.post("/api/v1/auth/refresh", json={"refresh_token": owner.refresh_token})
+    net.code(owner)
+    net.client.post("/api/v1/auth/logout", headers=owner.headers)
+    with net.database.read() as s:
+        actions = s.execute(select(AuditRecord.action).order_by(AuditRecord.id)).scalars().all()
+    assert actions == [
+        "account.create",
+        "session.create",
+        "session.refresh",
+        "enrollment_code.create",
+        "session.revoke",
+    ]

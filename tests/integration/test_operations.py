@@ -216,3 +216,23 @@ def test_two_replicas_behave_as_one(replicas: tuple[Net, Net]) -> None:
     assert r2.client.get("/api/v1/account", headers=owner.headers).status_code == 401
     with r2.database.read() as s:
         assert s.execute(select(Device.os_name)).scalar_one() == "Linux"
+
+
+def test_prune_forgets_only_expired_nonces_and_counters(net: Net) -> None:
+    from gpunet.server.background.prune import prune_once
+    from gpunet.server.db.tables import DeviceNonce
+
+    [dev] = net.enroll(net.register())
+    assert net.signed(dev, "GET", "/api/v1/worker/device").status_code == 200
+    assert prune_once(net.database, net.clock) == (0, 0)
+    net.clock.advance(2 * net.settings.device_signature_window_s + 1)
+    assert net.signed(dev, "GET", "/api/v1/worker/device").status_code == 200
+    nonces, _ = prune_once(net.database, net.clock)
+    assert nonces == 1
+    with net.database.read() as s:
+        assert len(s.execute(select(DeviceNonce)).scalars().all()) == 1
+    net.clock.advance(3700)
+    _, counters = prune_once(net.database, net.clock)
+    assert counters >= 1
+    with net.database.read() as s:
+        assert s.execute(select(RateCounter)).first() is None

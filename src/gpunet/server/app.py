@@ -8,6 +8,8 @@ of replicas behind a load balancer behave as one.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +23,7 @@ from gpunet.core.errors import GpunetError, RateLimited
 from gpunet.server.api import accounts, devices, explorer, worker
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.schemas import ErrorOut
+from gpunet.server.background.prune import PruneJob
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
 from gpunet.server.middleware import LimitsAndMetrics
@@ -108,7 +111,20 @@ def create_app(
         oidc=oidc,
         counters_factory=(lambda _s: redis_counters) if redis_counters else DatabaseCounters,
     )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        job = PruneJob(database, state.clock) if settings.background_jobs else None
+        if job:
+            job.start()
+        try:
+            yield
+        finally:
+            if job:
+                job.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="gpunet coordinator",
         version=__version__,
         description="Proves GPUs are real before they count; see docs/.",

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     surge_global_writes: int = Field(5000, ge=1)
     alert_webhook_url: str | None = None
 
+    # Prune expired nonces and counters in the background (every replica may do it).
+    background_jobs: bool = True
     trusted_proxies: list[str] = Field(default_factory=list)
     data_dir: Path = Path("var")
 

@@ -87,6 +87,21 @@ def _new_session(
     return auth, refresh
 
 
+def _audit_session(ctx: Ctx, owner_id: int, auth: AuthSession, action: str) -> None:
+    """Credentials are issued on the record too; the log names a session by a prefix only."""
+    audit.append(
+        ctx.session,
+        actor=Principal(PrincipalKind.OWNER, str(owner_id), owner_id=owner_id),
+        action=action,
+        entity_kind="owner",
+        entity_id=str(owner_id),
+        before=None,
+        after={"session": auth.id[:8], "scopes": auth.scopes},
+        now=ctx.now,
+        address=ctx.address,
+    )
+
+
 def login(
     ctx: Ctx,
     tokens: AccessTokens,
@@ -109,6 +124,7 @@ def login(
         ctx.session, owner, granted, ctx.now, ctx.settings.refresh_token_ttl_s
     )
     access = tokens.issue(owner_id=owner.id, session_id=auth.id, scopes=granted, now=ctx.now)
+    _audit_session(ctx, owner.id, auth, "session.create")
     return TokenPair(access, refresh, tokens.ttl_s, granted)
 
 
@@ -139,6 +155,7 @@ def refresh(ctx: Ctx, tokens: AccessTokens, refresh_token: str) -> TokenPair:
     auth.refresh_hash = digest(new_refresh)
     scopes = frozenset(Scope(s) for s in auth.scopes.split())
     access = tokens.issue(owner_id=owner.id, session_id=auth.id, scopes=scopes, now=ctx.now)
+    _audit_session(ctx, owner.id, auth, "session.refresh")
     return TokenPair(access, new_refresh, tokens.ttl_s, scopes)
 
 
