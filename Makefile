@@ -28,7 +28,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	GPUNET_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh)" $(BIN)/pytest -n 2 -p no:cacheprovider
+	GPUNET_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh)" GPUNET_TEST_REDIS_URL="$$(scripts/test-redis.sh)" \
+	  $(BIN)/pytest -n 2 -p no:cacheprovider
 
 bench: $(STAMP)
 	@echo "benchmarks live in bench/; see BENCHMARKS.md for the commands and figures"

@@ -236,3 +236,29 @@ def test_prune_forgets_only_expired_nonces_and_counters(net: Net) -> None:
     assert counters >= 1
     with net.database.read() as s:
         assert s.execute(select(RateCounter)).first() is None
+
+
+def test_redis_counters_are_shared_by_replicas(net: Net) -> None:
+    import os
+    import uuid
+
+    url = os.environ.get("GPUNET_TEST_REDIS_URL")
+    if not url:
+        pytest.fail("GPUNET_TEST_REDIS_URL is not set: run the suite with `make test`")
+    owner = net.register()
+    # A fresh key space per test run: the counter keys include the address.
+    address = f"192.0.2.{uuid.uuid4().int % 200 + 20}"
+    limited = {"redis_url": url, "address_enrollments_per_window": 4, "rate_window_s": 3600}
+    with client_from(net, address, **limited) as one, client_from(net, address, **limited) as two:
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+        bad, _ = Net.enroll_body(net.code(owner, 1), [hardware()])
+        bad["devices"][0]["hardware"]["model"] = "H200"
+        statuses = [
+            c.post("/api/v1/enroll", json=bad).status_code for c in (one, two, one, two, one)
+        ]
+    assert statuses == [401, 401, 401, 401, 429]
+    with net.database.read() as s:
+        keys = s.execute(select(RateCounter.key)).scalars().all()
+    assert not [k for k in keys if address in k]  # counted in Redis, not the database
