@@ -246,13 +246,11 @@ def test_redis_counters_are_shared_by_replicas(net: Net) -> None:
     if not url:
         pytest.fail("GPUNET_TEST_REDIS_URL is not set: run the suite with `make test`")
     owner = net.register()
-    # A fresh key space per test run: the counter keys include the address.
-    address = f"192.0.2.{uuid.uuid4().int % 200 + 20}"
+    # A fresh key space per run (the counter keys include the address), so parallel
+    # and repeated runs against one Redis never meet.
+    address = f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
     limited = {"redis_url": url, "address_enrollments_per_window": 4, "rate_window_s": 3600}
     with client_from(net, address, **limited) as one, client_from(net, address, **limited) as two:
-        import redis
-
-        redis.Redis.from_url(url).flushdb()
         bad, _ = Net.enroll_body(net.code(owner, 1), [hardware()])
         bad["devices"][0]["hardware"]["model"] = "H200"
         statuses = [
