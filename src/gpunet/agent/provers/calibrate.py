@@ -197,6 +197,6 @@ def calibrate(
         plain_gemm_tops=plain,
         efficiency=achieved / plain if plain else 0.0,
         suggested_budget_s=commit_s * BUDGET_MARGIN,
-        suggested_open_budget_s=max(3.0, 0.5 * commit_s),
+        suggested_open_budget_s=max(6.0, 0.5 * commit_s),
         measured_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ"),
     )
