@@ -19,10 +19,10 @@ HOST_SECONDS_PER_ROW = 1.1e-6
 def escape_row_skipping(d: float, params: ChallengeParams) -> float:
     """Chance a prover that faked a fraction d of the rows of every step passes.
 
-    Each checked transition opens `rows_per_check` output rows chosen after the
-    commitment; a faked row agrees with an exact recomputation of its checked entries
-    with chance 2^-8 per entry, which we round up to 0 escape only for that row's
-    being unchecked. So the prover escapes iff no opened output row is faked:
+    Each checked transition opens `rows_per_check` fresh output rows, chosen after the
+    commitment. A faked row agrees with the exact recomputation of each of its checked
+    entries with chance ~2^-8, i.e. it is caught whenever it is opened (to within 2^-8a),
+    so the prover escapes iff no opened output row is faked:
     (1 - d)^(checked_steps * rows_per_check).
     """
     return (1.0 - d) ** (params.checked_steps * params.rows_per_check)
