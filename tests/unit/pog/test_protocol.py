@@ -111,3 +111,32 @@ def test_prover_refuses_to_open_for_another_challenge(honest, dev_profile):
     prover.commit(make_challenge(dev_profile, "p1"))
     with pytest.raises(ProverError):
         prover.open(honest.plan.request())
+
+
+def test_whole_exchange_through_json(dev_profile):
+    """Each side sees only the JSON the other sent."""
+    from gpunet.core.pog import OpeningRequest, Success, verify
+
+    challenge = make_challenge(dev_profile, "json")
+    prover = CpuProver()
+    commitment_json = prover.commit(Challenge.model_validate_json(challenge.model_dump_json()))
+    commitment = Commitment.model_validate_json(commitment_json.model_dump_json())
+    plan = plan_openings(challenge, seed_of("json-secret"))
+    request = OpeningRequest.model_validate_json(plan.request().model_dump_json())
+    response = OpeningResponse.model_validate_json(prover.open(request).model_dump_json())
+    v = verify(challenge, commitment, plan, response, commit_elapsed_s=0.1, open_elapsed_s=0.1)
+    assert isinstance(v, Success)
+
+
+def test_core_pog_imports_no_torch_web_or_db():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gpunet.core.pog, gpunet.core.pog.verify, gpunet.core.pog.security\n"
+        "bad = [m for m in ('torch', 'fastapi', 'sqlalchemy', 'httpx', 'gpunet.agent',"
+        " 'gpunet.server') if m in sys.modules]\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
