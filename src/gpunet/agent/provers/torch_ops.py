@@ -63,7 +63,8 @@ def leaf_words(torch: Any, key: int, width: int, device: Any) -> Tensor:
 def node(a1: Tensor, b1: Tensor, a2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor]:
     x = mix64(a1 + mix64(a2 ^ _N1))
     y = mix64(b1 ^ mix64(b2 + x))
-    return x + b2, y ^ a2 ^ _N2
+    a = mix64(x ^ y ^ _N2) ^ a1 ^ b2
+    return a, mix64(y + a) ^ b1 ^ a2
 
 
 def fold(words: Tensor) -> Tensor:

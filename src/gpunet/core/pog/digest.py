@@ -30,14 +30,17 @@ DIGEST_BYTES = 16
 def node(a1: U64, b1: U64, a2: U64, b2: U64) -> tuple[U64, U64]:
     """Compress two 128-bit nodes (a1, b1), (a2, b2) into one.
 
-    x mixes a1 with a2, y mixes b1 with b2 and x, so the output depends on all four
-    input lanes. The outputs add/xor inputs back in after the mixing (feed-forward):
-    fixing one child and solving for the other then costs a 64-bit search, not an
-    inversion of mix64.
+    Both outputs depend on all four inputs, and inputs are fed forward after the mixing
+    (Davies-Meyer style). Why this many mixes: with a cheaper node (a = x + b2, b = y ^ a2)
+    a target output and a chosen left child determine the right child directly, so a
+    digest could be inverted from the root down. Here, fixing (a1, b1) and the output
+    leaves a 64-bit condition to meet by search for every node solved that way.
     """
     x = mix64(a1 + mix64(a2 ^ np.uint64(NODE_C1)))
     y = mix64(b1 ^ mix64(b2 + x))
-    return x + b2, y ^ a2 ^ np.uint64(NODE_C2)
+    a = mix64(x ^ y ^ np.uint64(NODE_C2)) ^ a1 ^ b2
+    b = mix64(y + a) ^ b1 ^ a2
+    return a, b
 
 
 def fold(words: U64) -> tuple[U64, U64]:
