@@ -177,7 +177,18 @@ def test_migrations_go_down_and_up(database: Database) -> None:
     migrate.downgrade(database.engine, "base")
     assert migrate.current_revision(database.engine) is None
     migrate.upgrade(database.engine)
-    assert migrate.current_revision(database.engine) == "0001"
+    assert migrate.current_revision(database.engine) == migrate.head_revision()
+
+
+def test_migrations_match_the_tables(database: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from gpunet.server.db.tables import Base
+
+    with database.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from gpunet import __version__
 from gpunet.core.clock import Clock, SystemClock
 from gpunet.core.errors import GpunetError, RateLimited
-from gpunet.server.api import accounts, devices, explorer, worker
+from gpunet.core.pog import load_catalog
+from gpunet.server.api import accounts, devices, explorer, proofs, worker
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.schemas import ErrorOut
 from gpunet.server.background.prune import PruneJob
@@ -31,6 +32,8 @@ from gpunet.server.security.oidc import OidcVerifier
 from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.secrets import derive_key
 from gpunet.server.security.tokens import AccessTokens
+from gpunet.server.services.attestation import AttestationVerifier, NoAttestation
+from gpunet.server.services.proofs import ProofPolicy
 from gpunet.server.services.ratelimit import DatabaseCounters, RedisCounters
 from gpunet.server.settings import Settings
 
@@ -81,7 +84,11 @@ def _register_errors(app: FastAPI) -> None:
 
 
 def create_app(
-    settings: Settings, *, database: Database | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    clock: Clock | None = None,
+    attestation: AttestationVerifier | None = None,
 ) -> FastAPI:
     database = database or Database(settings.database_url)
     secret = settings.secret_key.get_secret_value()
@@ -109,6 +116,14 @@ def create_app(
         ),
         enrollment_key=derive_key(secret, "enrollment-code"),
         oidc=oidc,
+        catalog=load_catalog(settings.catalog_path),
+        attestation=attestation or NoAttestation(),
+        proof_policy=ProofPolicy(
+            delivery_grace_s=settings.challenge_delivery_grace_s,
+            spot_check_mean_s=settings.spot_check_mean_s,
+            retry_after_failure_s=settings.retry_after_failure_s,
+            development=settings.development,
+        ),
         counters_factory=(lambda _s: redis_counters) if redis_counters else DatabaseCounters,
     )
 
@@ -131,7 +146,7 @@ def create_app(
     )
     app.state.gpunet = state
     _register_errors(app)
-    for module in (accounts, devices, worker, explorer):
+    for module in (accounts, devices, worker, proofs, explorer):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.add_middleware(LimitsAndMetrics, metrics=metrics)

@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     surge_global_writes: int = Field(5000, ge=1)
     alert_webhook_url: str | None = None
 
+    # Proof of GPU: the catalog (None = the one shipped), and when devices are checked.
+    catalog_path: Path | None = None
+    challenge_delivery_grace_s: float = Field(5.0, gt=0, le=120)
+    spot_check_mean_s: float = Field(6 * 3600, ge=10, le=30 * 86400)
+    retry_after_failure_s: float = Field(60, ge=1, le=86400)
+    rollcall_mean_s: float = Field(24 * 3600, ge=60)
+    rollcall_fraction: float = Field(0.1, gt=0, le=1)
+    scheduler_tick_s: float = Field(5.0, gt=0, le=600)
+
     # Prune expired nonces and counters in the background (every replica may do it).
     background_jobs: bool = True
     trusted_proxies: list[str] = Field(default_factory=list)

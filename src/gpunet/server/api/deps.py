@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gpunet.core.clock import Clock
 from gpunet.core.errors import Forbidden, GpunetError, Unauthenticated
+from gpunet.core.pog import Catalog
 from gpunet.server.context import Ctx
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
@@ -26,6 +27,8 @@ from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.principal import Principal, PrincipalKind, Scope
 from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services import accounts, alerts, blocks, devices, ratelimit
+from gpunet.server.services.attestation import AttestationVerifier
+from gpunet.server.services.proofs import ProofPolicy
 from gpunet.server.settings import Settings
 
 
@@ -42,6 +45,9 @@ class AppState:
     enrollment_key: bytes
     oidc: OidcVerifier | None
     counters_factory: Callable[[Session], ratelimit.Counters]
+    catalog: Catalog
+    attestation: AttestationVerifier
+    proof_policy: ProofPolicy
 
 
 async def state(request: Request) -> AppState:

@@ -39,6 +39,12 @@ def current_revision(engine: Engine) -> str | None:
         return row[0] if row else None
 
 
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def revision(engine: Engine, message: str) -> None:
     """Autogenerate a migration (developers only; review what it writes)."""
     cfg = alembic_config()

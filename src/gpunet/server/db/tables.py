@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -90,6 +91,7 @@ class Device(Base):
     __table_args__ = (
         Index("ix_devices_status_model", "status", "model"),
         Index("ix_devices_host", "host_fingerprint"),
+        UniqueConstraint("attestation_ueid", name="uq_devices_attestation_ueid"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -117,6 +119,14 @@ class Device(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     status_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Proof of GPU bookkeeping (see services.proofs).
+    profile: Mapped[str | None] = mapped_column(String(48))
+    last_pass_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Confidential-computing attestation (the higher tier), when the GPU offers it.
+    attested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attestation_ueid: Mapped[str | None] = mapped_column(String(128))
 
 
 class DeviceEvent(Base):
@@ -131,6 +141,43 @@ class DeviceEvent(Base):
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(255))
+    # On a failed proof: uptime from this moment (the last pass) on is forfeited.
+    forfeit_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Challenge(Base):
+    """One proof-of-GPU challenge to one device, from issue to verdict.
+
+    Everything the exchange needs between its three requests lives here, so any replica
+    can take any step. Times are the coordinator's own; the agent's figures are only
+    informative.
+    """
+
+    __tablename__ = "challenges"
+    __table_args__ = (
+        Index("ix_challenges_device_outcome", "device_id", "outcome"),
+        Index("ix_challenges_outcome_deadline", "outcome", "deadline"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # enrollment | spot | rollcall | manual
+    batch: Mapped[str] = mapped_column(String(64), index=True)  # challenged at one moment
+    profile: Mapped[str] = mapped_column(String(48))
+    body: Mapped[str] = mapped_column(Text)  # the Challenge message as sent (JSON)
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    deadline: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    committed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    commitment: Mapped[str | None] = mapped_column(Text)
+    hardware: Mapped[str | None] = mapped_column(Text)
+    opening_secret: Mapped[str | None] = mapped_column(String(64))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))  # open | committed | passed | failed
+    reason: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(255))
+    commit_elapsed_s: Mapped[float | None] = mapped_column(Float)
+    verify_cpu_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class DeviceNonce(Base):
