@@ -33,6 +33,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "address_logins_per_window": 10_000,
         "address_enrollments_per_window": 10_000,
         "address_writes_per_window": 10_000,
+        # Jobs run when a test calls them, never behind its back.
+        "background_jobs": False,
     }
     values.update(overrides)
     return Settings(**values)

@@ -47,7 +47,7 @@ class FakeCC:
 
 @pytest.fixture
 def pnet(database: Database, database_url: str, clock: FrozenClock) -> Iterator[Net]:
-    settings = make_settings(database_url, background_jobs=False)
+    settings = make_settings(database_url)
     with TestClient(
         create_app(settings, database=database, clock=clock, attestation=FakeCC())
     ) as client:
@@ -357,3 +357,26 @@ def test_a_device_cannot_answer_another_devices_challenge(pnet: Net) -> None:
         b, "POST", f"/api/v1/worker/challenge/{challenge.id}/commitment", json.loads(body)
     )
     assert r.status_code == 404
+
+
+def test_scheduler_tick_expires_issues_and_calls_the_roll(pnet: Net) -> None:
+    from gpunet.server.background.proofs import ProofScheduler
+
+    st = state(pnet)
+    [dev] = pnet.enroll(pnet.register(), **CPU_DEV)
+    scheduler = ProofScheduler(
+        pnet.database,
+        pnet.clock,
+        st.catalog,
+        st.proof_policy,
+        tick_s=5,
+        rollcall_mean_s=5,
+        rollcall_fraction=1.0,
+    )
+    assert scheduler.tick() == (0, 1, 0)  # enrollment challenge; nobody verified to call
+    assert answer_next(worker(pnet, dev), CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
+    expired, issued, called = scheduler.tick()
+    assert (expired, issued, called) == (0, 0, 1)  # the roll-call reaches the verified device
+    pnet.clock.advance(3600)
+    assert scheduler.tick()[0] == 1  # nobody answered it: expired as a failure
+    assert status(pnet, dev) == "suspect"

@@ -208,3 +208,37 @@ def list_blocks() -> None:
             click.echo(f"{b.id}\t{b.kind}\t{b.value}\t{b.created_at:%Y-%m-%d %H:%M}\t{b.reason}")
         if not rows:
             click.echo("no active blocks")
+
+
+@admin.command()
+@click.option(
+    "--fraction",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="share of verified devices to challenge at once",
+)
+def rollcall(fraction: float) -> None:
+    """Challenge a random sample of the whole network in one instant."""
+    from gpunet.core.clock import SystemClock
+    from gpunet.core.pog import load_catalog
+    from gpunet.server.services import proof_schedule
+    from gpunet.server.services.proofs import ProofPolicy
+
+    settings = load_settings()
+    db = open_database(settings)
+    policy = ProofPolicy(
+        delivery_grace_s=settings.challenge_delivery_grace_s,
+        spot_check_mean_s=settings.spot_check_mean_s,
+        retry_after_failure_s=settings.retry_after_failure_s,
+        development=settings.development,
+    )
+    with db.transaction() as session:
+        n = proof_schedule.rollcall(
+            session,
+            fraction=fraction,
+            now=SystemClock().now(),
+            catalog=load_catalog(settings.catalog_path),
+            policy=policy,
+        )
+    click.echo(f"roll-call: {n} devices challenged")

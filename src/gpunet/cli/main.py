@@ -6,6 +6,7 @@ import click
 
 from gpunet import __version__
 from gpunet.cli import admin, server
+from gpunet.cli.calibrate import calibrate
 
 
 @click.group()
@@ -16,3 +17,4 @@ def cli() -> None:
 
 cli.add_command(server.server)
 cli.add_command(admin.admin)
+cli.add_command(calibrate)

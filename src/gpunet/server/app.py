@@ -24,6 +24,7 @@ from gpunet.core.pog import load_catalog
 from gpunet.server.api import accounts, devices, explorer, proofs, worker
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.schemas import ErrorOut
+from gpunet.server.background.proofs import ProofScheduler
 from gpunet.server.background.prune import PruneJob
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
@@ -129,13 +130,26 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        job = PruneJob(database, state.clock) if settings.background_jobs else None
-        if job:
+        jobs: list[PruneJob | ProofScheduler] = []
+        if settings.background_jobs:
+            jobs = [
+                PruneJob(database, state.clock),
+                ProofScheduler(
+                    database,
+                    state.clock,
+                    state.catalog,
+                    state.proof_policy,
+                    tick_s=settings.scheduler_tick_s,
+                    rollcall_mean_s=settings.rollcall_mean_s,
+                    rollcall_fraction=settings.rollcall_fraction,
+                ),
+            ]
+        for job in jobs:
             job.start()
         try:
             yield
         finally:
-            if job:
+            for job in jobs:
                 job.stop()
 
     app = FastAPI(
