@@ -29,7 +29,7 @@ class SkippingProver(CpuProver):
 
     def _run(self, challenge: Challenge) -> npt.NDArray[np.uint8]:
         p = challenge.params
-        d = Derivation(challenge.seed, p)
+        d = Derivation.for_challenge(challenge)
         n = p.n
         x = [initial_rows(d.keys, np.arange(n), n)]
         bt = b_rows(d.keys, np.arange(n), n)
@@ -52,7 +52,7 @@ class GarbageProver(CpuProver):
 
     def _run(self, challenge: Challenge) -> npt.NDArray[np.uint8]:
         p = challenge.params
-        d = Derivation(challenge.seed, p)
+        d = Derivation.for_challenge(challenge)
         rng = np.random.default_rng(1)
         self._x = [rng.integers(-128, 128, (p.n, p.n), dtype=np.int8) for _ in range(p.steps + 1)]
         return np.stack([row_digests(m, d.dt, d.leaf) for m in self._x])
@@ -69,7 +69,7 @@ class ReplayProver(Prover):
 
     def _run(self, challenge: Challenge) -> npt.NDArray[np.uint8]:
         old = self._earlier._x
-        d = Derivation(challenge.seed, challenge.params)
+        d = Derivation.for_challenge(challenge)
         return np.stack([row_digests(m, d.dt, d.leaf) for m in old])
 
     def _row(self, step: int, index: int) -> bytes:
@@ -109,7 +109,7 @@ class MemoryLimitedProver(CpuProver):
 
     def _run(self, challenge: Challenge) -> npt.NDArray[np.uint8]:
         p = challenge.params
-        d = self._d = Derivation(challenge.seed, p)
+        d = self._d = Derivation.for_challenge(challenge)
         n = p.n
         bt = b_rows(d.keys, np.arange(n), n)
         self._kept = {0: initial_rows(d.keys, np.arange(n), n)}
@@ -143,4 +143,4 @@ class MemoryLimitedProver(CpuProver):
 
 
 def honest_matrices(challenge: Challenge) -> list[I8]:
-    return run_chain(Derivation(challenge.seed, challenge.params))
+    return run_chain(Derivation.for_challenge(challenge))

@@ -140,3 +140,57 @@ def test_core_pog_imports_no_torch_web_or_db():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+class TestRollCall:
+    """Devices challenged together share B and D (one roll-call seed), never X_0."""
+
+    def challenges(self, profile):
+        shared = seed_of("roll-call")
+        return [
+            make_challenge(profile, f"rc-{i}").model_copy(update={"roll_call_seed": shared})
+            for i in range(3)
+        ]
+
+    def test_each_device_verifies_with_one_shared_derivation(self, dev_profile):
+        from gpunet.core.pog import Success, verify
+        from gpunet.core.pog.derive import Derivation
+
+        chs = self.challenges(dev_profile)
+        base = Derivation.for_challenge(chs[0])
+        for ch in chs:
+            ex = exchange(CpuProver(), ch)
+            d = base.with_seed(ch.seed)
+            assert d.dt is base.dt  # derived once for the roll-call
+            v = verify(ch, ex.commitment, ex.plan, ex.response, commit_elapsed_s=0,
+                       open_elapsed_s=0, derivation=d)
+            assert isinstance(v, Success)
+
+    def test_shared_b_and_d_but_own_x0(self, dev_profile):
+        from gpunet.core.pog.derive import ChallengeKeys
+
+        a, b, _ = self.challenges(dev_profile)
+        ka = ChallengeKeys.from_seed(a.seed, a.roll_call_seed)
+        kb = ChallengeKeys.from_seed(b.seed, b.roll_call_seed)
+        assert (ka.b, ka.d) == (kb.b, kb.d) and ka.x0 != kb.x0
+
+    def test_one_computation_still_cannot_serve_two(self, dev_profile):
+        from tests.unit.pog.cheaters import ReplayProver
+
+        from gpunet.core.pog import Failure, FailureReason
+
+        a, b, _ = self.challenges(dev_profile)
+        backend = CpuProver()
+        assert exchange(backend, a).verdict()
+        v = exchange(ReplayProver(backend), b).verdict()
+        assert isinstance(v, Failure) and v.reason is FailureReason.WRONG_INITIAL
+
+    def test_a_derivation_of_another_challenge_is_refused(self, dev_profile):
+        from gpunet.core.pog import verify
+        from gpunet.core.pog.derive import Derivation
+
+        a, b, _ = self.challenges(dev_profile)
+        ex = exchange(CpuProver(), a)
+        with pytest.raises(ValueError):
+            verify(a, ex.commitment, ex.plan, ex.response, commit_elapsed_s=0,
+                   open_elapsed_s=0, derivation=Derivation.for_challenge(b))

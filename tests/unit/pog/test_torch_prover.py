@@ -64,3 +64,11 @@ def test_torch_prover_opens_any_plan(dev_profile):
 
         assert verify(ch, commitment, plan, tp.open(plan.request()),
                       commit_elapsed_s=0, open_elapsed_s=0)
+
+
+def test_roll_call_challenges_are_byte_identical_too(dev_profile):
+    ch = make_challenge(dev_profile, "t-rc").model_copy(
+        update={"roll_call_seed": seed_of("t-roll-call")})
+    ref = exchange(CpuProver(), ch)
+    got = exchange(TorchProver("cpu"), ch)
+    assert got.commitment.roots == ref.commitment.roots and got.verdict()

@@ -42,8 +42,7 @@ class CpuProver(Prover):
         self._x = []
 
     def _run(self, challenge: Challenge) -> npt.NDArray[np.uint8]:
-        p = challenge.params
-        d = Derivation(challenge.seed, p)
+        d = Derivation.for_challenge(challenge)
         self._x = run_chain(d)
         return np.stack([row_digests(x, d.dt, d.leaf) for x in self._x])
 

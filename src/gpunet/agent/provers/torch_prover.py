@@ -75,7 +75,7 @@ class TorchProver(Prover):
         torch, dev, mode = self.torch, self.device, self.matmul
         p = challenge.params
         n, width = p.n, p.digest_width
-        keys = ChallengeKeys.from_seed(challenge.seed)
+        keys = ChallengeKeys.from_seed(challenge.seed, challenge.roll_call_seed)
         refs = ref_steps(challenge.seed, p)
         blk = self._block(n)
         with torch.inference_mode():

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gpunet.core.pog.exact import exact_products
+from gpunet.core.pog.messages import Challenge
 from gpunet.core.pog.params import ChallengeParams
 from gpunet.core.pog.prf import (
     GAMMA,
@@ -35,7 +36,12 @@ from gpunet.core.pog.prf import (
 
 @dataclass(frozen=True)
 class ChallengeKeys:
-    """The independent 64-bit stream keys of one challenge seed."""
+    """The independent 64-bit stream keys of one challenge.
+
+    X_0 and the digest's position keys always come from the device's own seed. B and D
+    come from the roll-call seed when the coordinator challenged several devices together
+    (so it derives D once for all of them), else from the device seed.
+    """
 
     seed: bytes
     x0: int
@@ -44,14 +50,15 @@ class ChallengeKeys:
     leaf: int
 
     @classmethod
-    def from_seed(cls, seed: bytes) -> ChallengeKeys:
-        if len(seed) < 16:
+    def from_seed(cls, seed: bytes, roll_call_seed: bytes | None = None) -> ChallengeKeys:
+        if len(seed) < 16 or (roll_call_seed is not None and len(roll_call_seed) < 16):
             raise ValueError("a challenge seed has at least 128 bits")
+        shared = roll_call_seed if roll_call_seed is not None else seed
         return cls(
             seed=seed,
             x0=derive_key(seed, LABEL_X0),
-            b=derive_key(seed, LABEL_B),
-            d=derive_key(seed, LABEL_D),
+            b=derive_key(shared, LABEL_B),
+            d=derive_key(shared, LABEL_D),
             leaf=derive_key(seed, LABEL_LEAF),
         )
 
@@ -101,12 +108,37 @@ def ref_steps(seed: bytes, params: ChallengeParams) -> tuple[tuple[int, ...], ..
 
 
 class Derivation:
-    """Cached per-challenge derived material for a NumPy backend or the verifier."""
+    """Cached per-challenge derived material for a NumPy backend or the verifier.
 
-    def __init__(self, seed: bytes, params: ChallengeParams) -> None:
+    With a roll-call seed, one Derivation's D can serve every device of the roll-call
+    (`with_seed`), which is most of the verifier's derivation work.
+    """
+
+    def __init__(
+        self, seed: bytes, params: ChallengeParams, roll_call_seed: bytes | None = None
+    ) -> None:
         self.seed = seed
+        self.roll_call_seed = roll_call_seed
         self.params = params
-        self.keys = ChallengeKeys.from_seed(seed)
+        self.keys = ChallengeKeys.from_seed(seed, roll_call_seed)
+
+    @classmethod
+    def for_challenge(cls, challenge: Challenge) -> Derivation:
+        return cls(challenge.seed, challenge.params, challenge.roll_call_seed)
+
+    def with_seed(self, seed: bytes) -> Derivation:
+        """The same roll-call material (cached D) for another device's seed."""
+        other = Derivation(seed, self.params, self.roll_call_seed)
+        if self.roll_call_seed is not None:  # D depends on the roll-call seed only
+            other.__dict__["dt"] = self.dt
+            other.__dict__["dt_f32"] = self.dt_f32
+        return other
+
+    def matches(self, challenge: Challenge) -> bool:
+        return (
+            self.params == challenge.params
+            and self.keys == ChallengeKeys.from_seed(challenge.seed, challenge.roll_call_seed)
+        )
 
     @cached_property
     def refs(self) -> tuple[tuple[int, ...], ...]:
@@ -115,6 +147,11 @@ class Derivation:
     @cached_property
     def dt(self) -> I8:
         return d_matrix(self.keys, self.params)
+
+    @cached_property
+    def dt_f32(self) -> npt.NDArray[np.float32]:
+        """Dt as float32, the form the exact sketch product consumes."""
+        return self.dt.astype(np.float32)
 
     @cached_property
     def leaf(self) -> U64:

@@ -18,6 +18,8 @@ digests ever leave the device.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -58,7 +60,7 @@ def fold(words: U64) -> tuple[U64, U64]:
     return a[0], b[0]
 
 
-def sketch(rows: I8, dt: I8) -> npt.NDArray[np.int64]:
+def sketch(rows: I8, dt: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
     """rows @ Dt^T, exactly: (r, digest_width) int64 holding int32-range values."""
     return exact_products(rows, dt)
 
@@ -73,6 +75,6 @@ def digests_from_sketch(s: npt.NDArray[np.int64], leaf: U64) -> npt.NDArray[np.u
     return out.view(np.uint8).reshape(-1, DIGEST_BYTES)
 
 
-def row_digests(rows: I8, dt: I8, leaf: U64) -> npt.NDArray[np.uint8]:
+def row_digests(rows: I8, dt: npt.NDArray[Any], leaf: U64) -> npt.NDArray[np.uint8]:
     """(r, 16) digests of int8 rows (r, n)."""
     return digests_from_sketch(sketch(rows, dt), leaf)

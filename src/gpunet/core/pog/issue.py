@@ -24,11 +24,13 @@ def issue_challenge(
     now: dt.datetime,
     seed: bytes | None = None,
     challenge_id: str | None = None,
+    roll_call_seed: bytes | None = None,
 ) -> Challenge:
     """A fresh challenge for a device claimed to be `profile`; deadline = now + budget.
 
     Devices challenged at the same moment (same owner, host or network; roll-calls) each
-    get their own seed, so one backend cannot answer for two with one computation.
+    get their own seed, so one backend cannot answer for two with one computation; pass
+    one `new_roll_call_seed()` to all of them to share B and D (cheaper verification).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -41,7 +43,12 @@ def issue_challenge(
         issued_at=now,
         deadline=now + dt.timedelta(seconds=b.budget_s),
         open_budget_s=b.open_budget_s,
+        roll_call_seed=roll_call_seed,
     )
+
+
+def new_roll_call_seed() -> bytes:
+    return secrets.token_bytes(32)
 
 
 def new_opening_secret() -> bytes:

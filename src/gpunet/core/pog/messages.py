@@ -48,6 +48,8 @@ class Challenge(_Msg):
     issued_at: dt.datetime
     deadline: dt.datetime
     open_budget_s: float = Field(gt=0, le=600)
+    # Shared by the devices of one roll-call (B and D derive from it; X_0 never does).
+    roll_call_seed: bytes | None = Field(default=None, min_length=32, max_length=32)
 
     @property
     def budget_s(self) -> float:

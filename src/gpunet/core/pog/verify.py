@@ -61,7 +61,12 @@ def verify(
     open_elapsed_s: float,
     derivation: Derivation | None = None,
 ) -> Verdict:
-    """Full verdict on one challenge. `derivation` may be shared to reuse derived D."""
+    """Full verdict on one challenge.
+
+    `derivation`: optionally `Derivation.for_challenge(...)` of another device of the
+    same roll-call, `.with_seed(challenge.seed)`, to reuse its derived D. It must match
+    the challenge (checked; a mismatch is a caller bug and raises ValueError).
+    """
     p = challenge.params
     v = check_commitment_shape(challenge, commitment)
     if not v:
@@ -88,8 +93,10 @@ def verify(
     index = {k: i for i, k in enumerate(keys)}
 
     # Commitment: each opened row's digest must lead to the root of its step.
-    d = derivation or Derivation(challenge.seed, p)
-    digests = row_digests(rows, d.dt, d.leaf)
+    d = derivation or Derivation.for_challenge(challenge)
+    if not d.matches(challenge):
+        raise ValueError("derivation belongs to another challenge")
+    digests = row_digests(rows, d.dt_f32, d.leaf)
     for k, i in index.items():
         opened = got[k]
         leaf = hash_leaf(digests[i].tobytes())
