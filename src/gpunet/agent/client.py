@@ -49,6 +49,9 @@ class WorkerClient:
             raise CoordinatorError(response.status_code, message)
         return response.json() if response.content else None
 
+    def whoami(self) -> dict[str, Any]:
+        return dict(self._ok(self.request("GET", "/api/v1/worker/device")))
+
     def fetch_challenge(self) -> Challenge | None:
         r = self.request("GET", "/api/v1/worker/challenge")
         if r.status_code == 204:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gpunet import __version__
-from gpunet.cli import admin, server
+from gpunet.cli import admin, server, worker
 from gpunet.cli.calibrate import calibrate
 
 
@@ -18,3 +18,4 @@ def cli() -> None:
 cli.add_command(server.server)
 cli.add_command(admin.admin)
 cli.add_command(calibrate)
+cli.add_command(worker.worker)

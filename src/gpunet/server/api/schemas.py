@@ -162,8 +162,15 @@ class KeyRotationRequest(Request):
 
 
 class WorkerDeviceOut(BaseModel):
+    """A device's own view of itself, for `gpunet worker status`."""
+
     device_id: str
     status: str
+    profile: str | None = None
+    last_seen_at: dt.datetime | None = None
+    last_pass_at: dt.datetime | None = None
+    attested: bool = False
+    cluster: str | None = None  # set once customer clusters exist
 
 
 # --- explorer (public) -----------------------------------------------------------------

@@ -17,7 +17,14 @@ router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
 
 
 def _out(device: devices.Device) -> s.WorkerDeviceOut:
-    return s.WorkerDeviceOut(device_id=device.public_id, status=device.status)
+    return s.WorkerDeviceOut(
+        device_id=device.public_id,
+        status=device.status,
+        profile=device.profile,
+        last_seen_at=device.last_seen_at,
+        last_pass_at=device.last_pass_at,
+        attested=device.attested_at is not None,
+    )
 
 
 @router.get("/device", response_model=s.WorkerDeviceOut)

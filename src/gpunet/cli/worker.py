@@ -1,0 +1,157 @@
+"""`gpunet worker`: put this machine's GPUs on the network and keep them there."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _home(home: str | None) -> Path:
+    from gpunet.agent.config import agent_home
+
+    return Path(home) if home else agent_home()
+
+
+def _discover(cpu_dev: int, home: Path) -> Any:
+    import hashlib
+
+    from gpunet.agent.discovery import CpuDevDiscovery, auto_discover, local_host_fingerprint
+
+    cpu = None
+    if cpu_dev:
+        # Several development agents may share one machine: each agent home is its own
+        # "host", so their cpu-dev devices get distinct, stable identities.
+        seed = f"{local_host_fingerprint()}|{home.resolve()}".encode()
+        cpu = CpuDevDiscovery(cpu_dev, host_fingerprint=hashlib.sha256(seed).hexdigest())
+    result = auto_discover(allow_cpu_dev=cpu_dev > 0, cpu_dev=cpu)
+    if result.is_refused:
+        raise click.ClickException(f"discovery refused this host: {result.refusal}")
+    if not result.ok:
+        raise click.ClickException(result.explain())
+    return result
+
+
+@click.group()
+def worker() -> None:
+    """The worker agent: enroll GPUs, run, and show their state."""
+
+
+@worker.command()
+@click.option("--code", required=True, help="one-time enrollment code from your account")
+@click.option("--coordinator", default="http://127.0.0.1:8000", show_default=True)
+@click.option(
+    "--cpu-dev",
+    default=0,
+    type=click.IntRange(0, 64),
+    help="with no GPU, enroll this many cpu-dev devices (local networks only)",
+)
+@click.option("--home", type=click.Path(file_okay=False), help="default: $GPUNET_HOME")
+def enroll(code: str, coordinator: str, cpu_dev: int, home: str | None) -> None:
+    """Make a key for each GPU found here and enroll them with CODE."""
+    import httpx
+
+    from gpunet.agent.client import CoordinatorError
+    from gpunet.agent.config import AgentConfig
+    from gpunet.agent.enroll import enroll_host
+    from gpunet.agent.keystore import Keystore
+
+    root = _home(home)
+    found = _discover(cpu_dev, root)
+    click.echo(
+        f"found {len(found.gpus)} device(s): "
+        + ", ".join(f"{g.claim.model} ({g.claim.vram_mib} MiB)" for g in found.gpus)
+    )
+    try:
+        with httpx.Client(base_url=coordinator, timeout=30.0) as http:
+            result = enroll_host(
+                http,
+                Keystore(root / "keys"),
+                code=code,
+                gpus=found.gpus,
+                coordinator_url=coordinator,
+                progress=click.echo,
+            )
+    except CoordinatorError as exc:
+        raise click.ClickException(f"enrollment refused: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the coordinator at {coordinator}: {exc}") from exc
+    AgentConfig(coordinator_url=coordinator, cpu_dev=cpu_dev).save(root)
+    for uuid, device_id in result.enrolled:
+        click.echo(f"enrolled {uuid} as {device_id} (pending until it passes a proof of GPU)")
+    for uuid, device_id in result.already:
+        click.echo(f"already enrolled: {uuid} as {device_id}")
+    click.echo("next: `gpunet worker run` (or install the systemd unit: `gpunet worker unit`)")
+
+
+@worker.command()
+@click.option("--home", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def status(home: str | None, as_json: bool) -> None:
+    """What each local device is: status, last heartbeat, last proof, cluster."""
+    import json
+
+    import httpx
+
+    from gpunet.agent.client import CoordinatorError, WorkerClient
+    from gpunet.agent.config import AgentConfig
+    from gpunet.agent.keystore import Keystore
+
+    root = _home(home)
+    config = AgentConfig.load(root)
+    store = Keystore(root / "keys")
+    devices = [d for d in store.devices() if d.enrolled]
+    if config is None or not devices:
+        raise click.ClickException("no enrolled devices here: run `gpunet worker enroll`")
+    rows = []
+    with httpx.Client(base_url=config.coordinator_url, timeout=10.0) as http:
+        for d in devices:
+            client = WorkerClient(http, store.signer(d.gpu_uuid))
+            try:
+                info = client.whoami()
+            except (CoordinatorError, httpx.HTTPError) as exc:
+                info = {"device_id": d.device_id, "status": f"unknown ({exc})"}
+            rows.append({"gpu_uuid": d.gpu_uuid, **info})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['device_id']}  {r['status']:<10} profile={r.get('profile') or '-'}  "
+            f"last heartbeat={r.get('last_seen_at') or 'never'}  "
+            f"last proof={r.get('last_pass_at') or 'never'}  "
+            f"cluster={r.get('cluster') or '-'}"
+        )
+
+
+@worker.command()
+def unit() -> None:
+    """Print a systemd unit that runs the agent.
+
+    Install it as /etc/systemd/system/gpunet-worker.service, then
+    `systemctl enable --now gpunet-worker`.
+    """
+    exe = Path(sys.argv[0]).resolve()
+    click.echo(f"""[Unit]
+Description=gpunet worker agent
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart={exe} worker run
+Restart=always
+RestartSec=5
+# The agent reconnects by itself; systemd only restarts it if the process dies.
+User=gpunet
+Environment=GPUNET_HOME=/var/lib/gpunet
+StateDirectory=gpunet
+StateDirectoryMode=0700
+NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=true
+PrivateTmp=true
+
+[Install]
+WantedBy=multi-user.target""")
