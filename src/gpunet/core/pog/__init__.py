@@ -3,14 +3,16 @@
 Coordinator flow (see docs/proof-of-gpu.md):
 
     profile   = default_catalog().for_claim(claim)          # or .get(key)
-    challenge = issue_challenge(profile, now=clock.now())   # send to the agent
+    challenge = issue_challenge(profile, now=clock.now(),   # send to the agent
+                                roll_call_seed=shared)      # optional: one per roll-call
     ... Commitment arrives; coordinator measures commit_elapsed_s ...
     secret    = new_opening_secret()                         # store with the challenge
     plan      = plan_openings(challenge, secret)
     request   = plan.request()                               # send to the agent
     ... OpeningResponse arrives; coordinator measures open_elapsed_s ...
     verdict   = verify(challenge, commitment, plan, response,
-                       commit_elapsed_s=..., open_elapsed_s=...)
+                       commit_elapsed_s=..., open_elapsed_s=...,
+                       derivation=None)  # or roll_call_derivation.with_seed(challenge.seed)
     if verdict and reward_eligible(profile, development=settings.development): ...
 """
 
@@ -24,6 +26,7 @@ from gpunet.core.pog.catalog import (
     load_catalog,
     reward_eligible,
 )
+from gpunet.core.pog.derive import Derivation
 from gpunet.core.pog.hardware import (
     HardwareReport,
     KernelGpu,
@@ -31,7 +34,12 @@ from gpunet.core.pog.hardware import (
     check_hardware,
     kernel_gpu_from_information,
 )
-from gpunet.core.pog.issue import issue_challenge, new_challenge_id, new_opening_secret
+from gpunet.core.pog.issue import (
+    issue_challenge,
+    new_challenge_id,
+    new_opening_secret,
+    new_roll_call_seed,
+)
 from gpunet.core.pog.messages import (
     Challenge,
     Commitment,
@@ -53,6 +61,7 @@ __all__ = [
     "ChallengeParams",
     "Check",
     "Commitment",
+    "Derivation",
     "Failure",
     "FailureReason",
     "HardwareReport",
@@ -76,6 +85,7 @@ __all__ = [
     "load_catalog",
     "new_challenge_id",
     "new_opening_secret",
+    "new_roll_call_seed",
     "plan_openings",
     "reward_eligible",
     "verify",
