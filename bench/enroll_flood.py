@@ -51,18 +51,27 @@ def cpu_seconds(pid: int) -> float:
 
 def fabricated_body() -> bytes:
     """A plausible-looking enrollment: random code, made-up H100s, junk proofs."""
-    code = "gpn-enr-" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(32))
+    code = "gpn-enr-" + "".join(
+        secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(32)
+    )
     host = secrets.token_hex(16)
     devices = []
     for _ in range(8):
-        devices.append({
-            "public_key": secrets.token_urlsafe(32)[:43],
-            "hardware": {"vendor": "nvidia", "model": "H100 SXM", "vram_mib": 81559,
-                         "gpu_uuid": "GPU-" + secrets.token_hex(16),
-                         "pci_bus_id": f"0000:{secrets.randbelow(256):02x}:00.0",
-                         "driver_version": "550.54.15", "host_fingerprint": host},
-            "proof": secrets.token_urlsafe(64)[:86],
-        })
+        devices.append(
+            {
+                "public_key": secrets.token_urlsafe(32)[:43],
+                "hardware": {
+                    "vendor": "nvidia",
+                    "model": "H100 SXM",
+                    "vram_mib": 81559,
+                    "gpu_uuid": "GPU-" + secrets.token_hex(16),
+                    "pci_bus_id": f"0000:{secrets.randbelow(256):02x}:00.0",
+                    "driver_version": "550.54.15",
+                    "host_fingerprint": host,
+                },
+                "proof": secrets.token_urlsafe(64)[:86],
+            }
+        )
     return json.dumps({"code": code, "devices": devices}).encode()
 
 
@@ -74,9 +83,13 @@ async def flood(port: int, attempts: int, connections: int, bodies: list[bytes])
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for i in range(per_conn):
             body = bodies[(offset + i) % len(bodies)]
-            writer.write(b"POST /api/v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                         b"application/json\r\nContent-Length: " + str(len(body)).encode()
-                         + b"\r\n\r\n" + body)
+            writer.write(
+                b"POST /api/v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                b"application/json\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
             status_line = await reader.readline()
             length = 0
             while True:
@@ -94,8 +107,9 @@ async def flood(port: int, attempts: int, connections: int, bodies: list[bytes])
     return statuses
 
 
-def honest_writer(base: str, token: str, device_id: str, stop: threading.Event,
-                  rate: float, out: list[float]) -> None:
+def honest_writer(
+    base: str, token: str, device_id: str, stop: threading.Event, rate: float, out: list[float]
+) -> None:
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as c:
         n = 0
         while not stop.is_set():
@@ -123,22 +137,42 @@ def setup_owner(base: str) -> tuple[str, str]:
     with httpx.Client(base_url=base) as c:
         email = f"honest-{secrets.token_hex(4)}@example.com"
         c.post("/api/v1/accounts", json={"email": email, "password": "honest supplier pw"})
-        token = c.post("/api/v1/auth/token",
-                       json={"email": email, "password": "honest supplier pw"}).json()["access_token"]
+        token = c.post(
+            "/api/v1/auth/token", json={"email": email, "password": "honest supplier pw"}
+        ).json()["access_token"]
         h = {"Authorization": f"Bearer {token}"}
         code = c.post("/api/v1/enrollment-codes", json={"max_devices": 1}, headers=h).json()["code"]
         key = Ed25519PrivateKey.generate()
         pub = signing.public_key_text(key.public_key())
-        claim = HardwareClaim(vendor="nvidia", model="RTX 4090", vram_mib=24564,
-                              gpu_uuid="GPU-" + secrets.token_hex(16), pci_bus_id="0000:01:00.0",
-                              driver_version="550.54.15", host_fingerprint=secrets.token_hex(16))
+        claim = HardwareClaim(
+            vendor="nvidia",
+            model="RTX 4090",
+            vram_mib=24564,
+            gpu_uuid="GPU-" + secrets.token_hex(16),
+            pci_bus_id="0000:01:00.0",
+            driver_version="550.54.15",
+            host_fingerprint=secrets.token_hex(16),
+        )
         import hashlib
 
-        msg = signing.enrollment_message(code_digest=hashlib.sha256(code.encode()).digest(),
-                                         public_key=pub, claim_json=claim.model_dump_json().encode())
-        r = c.post("/api/v1/enroll", json={"code": code, "devices": [{
-            "public_key": pub, "hardware": json.loads(claim.model_dump_json()),
-            "proof": signing.b64u(key.sign(msg))}]})
+        msg = signing.enrollment_message(
+            code_digest=hashlib.sha256(code.encode()).digest(),
+            public_key=pub,
+            claim_json=claim.model_dump_json().encode(),
+        )
+        r = c.post(
+            "/api/v1/enroll",
+            json={
+                "code": code,
+                "devices": [
+                    {
+                        "public_key": pub,
+                        "hardware": json.loads(claim.model_dump_json()),
+                        "proof": signing.b64u(key.sign(msg)),
+                    }
+                ],
+            },
+        )
         return token, r.json()["devices"][0]["device_id"]
 
 
@@ -154,16 +188,24 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="gpunet-flood-")
     url = args.database_url or f"sqlite:///{tmp}/flood.db"
     port = free_port()
-    env = {**os.environ, "GPUNET_DATABASE_URL": url, "GPUNET_SECRET_KEY": "b" * 48,
-           "GPUNET_ADDRESS_ENROLLMENTS_PER_WINDOW": "1000000000",
-           "GPUNET_ADDRESS_WRITES_PER_WINDOW": "1000000000",
-           "GPUNET_ADDRESS_LOGINS_PER_WINDOW": "1000000000",
-           "GPUNET_PRINCIPAL_WRITES_PER_WINDOW": "1000000000",
-           "GPUNET_SURGE_PRINCIPAL_WRITES": "1000000000"}
+    env = {
+        **os.environ,
+        "GPUNET_DATABASE_URL": url,
+        "GPUNET_SECRET_KEY": "b" * 48,
+        "GPUNET_ADDRESS_ENROLLMENTS_PER_WINDOW": "1000000000",
+        "GPUNET_ADDRESS_WRITES_PER_WINDOW": "1000000000",
+        "GPUNET_ADDRESS_LOGINS_PER_WINDOW": "1000000000",
+        "GPUNET_PRINCIPAL_WRITES_PER_WINDOW": "1000000000",
+        "GPUNET_SURGE_PRINCIPAL_WRITES": "1000000000",
+    }
     gpunet = str(Path(sys.executable).parent / "gpunet")
     subprocess.run([gpunet, "server", "migrate"], env=env, check=True, capture_output=True)
-    server = subprocess.Popen([gpunet, "server", "run", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [gpunet, "server", "run", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -177,8 +219,9 @@ def main() -> None:
 
         stop = threading.Event()
         baseline: list[float] = []
-        t = threading.Thread(target=honest_writer, args=(base, token, device_id, stop,
-                                                        args.honest_rate, baseline))
+        t = threading.Thread(
+            target=honest_writer, args=(base, token, device_id, stop, args.honest_rate, baseline)
+        )
         t.start()
         time.sleep(args.baseline_seconds)
         stop.set()
@@ -188,8 +231,9 @@ def main() -> None:
         bodies = [fabricated_body() for _ in range(min(args.attempts, 20000))]
         during: list[float] = []
         stop = threading.Event()
-        t = threading.Thread(target=honest_writer, args=(base, token, device_id, stop,
-                                                        args.honest_rate, during))
+        t = threading.Thread(
+            target=honest_writer, args=(base, token, device_id, stop, args.honest_rate, during)
+        )
         cpu0 = cpu_seconds(server_pid)
         wall0 = time.perf_counter()
         t.start()
@@ -204,21 +248,32 @@ def main() -> None:
 
     total = sum(statuses.values())
     rejected = sum(v for k, v in statuses.items() if k.startswith("4"))
-    print(json.dumps({
-        "database": "postgresql" if url.startswith("postgres") else "sqlite",
-        "attempts": total, "statuses": statuses, "rejected": rejected,
-        "accepted": statuses.get("201", 0),
-        "wall_seconds": round(wall, 1),
-        "rejections_per_second": round(rejected / wall),
-        "server_cpu_seconds": round(cpu, 1),
-        "server_cpu_us_per_rejection": round(cpu / max(rejected, 1) * 1e6, 1),
-        "honest_writes_baseline": {"n": len(baseline),
-                                   "p50_ms": round(statistics.median(baseline) * 1e3, 2),
-                                   "p99_ms": round(percentile(baseline, 0.99) * 1e3, 2)},
-        "honest_writes_during_flood": {"n": len(during),
-                                       "p50_ms": round(statistics.median(during) * 1e3, 2),
-                                       "p99_ms": round(percentile(during, 0.99) * 1e3, 2)},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "database": "postgresql" if url.startswith("postgres") else "sqlite",
+                "attempts": total,
+                "statuses": statuses,
+                "rejected": rejected,
+                "accepted": statuses.get("201", 0),
+                "wall_seconds": round(wall, 1),
+                "rejections_per_second": round(rejected / wall),
+                "server_cpu_seconds": round(cpu, 1),
+                "server_cpu_us_per_rejection": round(cpu / max(rejected, 1) * 1e6, 1),
+                "honest_writes_baseline": {
+                    "n": len(baseline),
+                    "p50_ms": round(statistics.median(baseline) * 1e3, 2),
+                    "p99_ms": round(percentile(baseline, 0.99) * 1e3, 2),
+                },
+                "honest_writes_during_flood": {
+                    "n": len(during),
+                    "p50_ms": round(statistics.median(during) * 1e3, 2),
+                    "p99_ms": round(percentile(during, 0.99) * 1e3, 2),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
