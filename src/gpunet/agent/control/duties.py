@@ -1,0 +1,175 @@
+"""What the agent does on an open session, each duty on its own.
+
+A duty is a small object with an `interval` and an async `run(link)` that does one
+round. `drive` repeats it, logging and carrying on after any failure: a prover that
+crashes does not stop heartbeats, and a failing command does not stop proofs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from gpunet.agent.control.link import Link
+from gpunet.agent.provers.base import Prover
+from gpunet.agent.proving import ProofOutcome
+from gpunet.core import control
+from gpunet.core.control import ProtocolError
+from gpunet.core.pog import Challenge, Commitment, HardwareReport, OpeningRequest
+
+log = logging.getLogger("gpunet.agent.control")
+CommandHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+ProverFor = Callable[[str], Prover]
+HardwareFor = Callable[[str], HardwareReport]
+
+
+class Duty:
+    name = "duty"
+    interval: float = 0.0
+
+    async def run(self, link: Link) -> None:
+        raise NotImplementedError
+
+
+async def drive(duty: Duty, link: Link) -> None:
+    """Run `duty` round after round until the session ends or the task is cancelled."""
+    while not link.closed:
+        try:
+            await duty.run(link)
+        except asyncio.CancelledError:
+            raise
+        except ConnectionError:
+            return
+        except Exception:
+            log.exception("%s duty failed; it carries on", duty.name)
+            await asyncio.sleep(max(duty.interval, 1.0))
+            continue
+        if duty.interval:
+            await asyncio.sleep(duty.interval)
+
+
+class HeartbeatDuty(Duty):
+    """One compact frame for every device of the host, at the interval the server set."""
+
+    name = "heartbeat"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.seq = 0
+        self.sent = 0
+
+    async def run(self, link: Link) -> None:
+        self.seq += 1
+        link.send(control.heartbeat(self.seq))
+        self.sent += 1
+
+
+class ProofDuty(Duty):
+    """Answers pushed challenges; each device's proof runs in its own thread and task."""
+
+    name = "proofs"
+
+    def __init__(
+        self,
+        provers: ProverFor,
+        hardware: HardwareFor | None,
+        on_outcome: Callable[[str, ProofOutcome], None],
+    ) -> None:
+        self.queue: asyncio.Queue[tuple[str, Challenge]] = asyncio.Queue()
+        self._provers = provers
+        self._hardware = hardware
+        self._on_outcome = on_outcome
+        self._busy: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, link: Link) -> None:
+        device_id, challenge = await self.queue.get()
+        if device_id in self._busy:
+            log.warning("device %s is still proving; challenge %s waits", device_id, challenge.id)
+        task = asyncio.get_running_loop().create_task(self._prove(link, device_id, challenge))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prove(self, link: Link, device_id: str, challenge: Challenge) -> None:
+        while device_id in self._busy:
+            await asyncio.sleep(0.05)
+        self._busy.add(device_id)
+        prover = self._provers(device_id)
+        try:
+            outcome = await self._exchange(link, device_id, prover, challenge)
+        except ConnectionError:
+            return  # the session dropped; the coordinator re-sends on the next session
+        except Exception:
+            log.exception("challenge %s for %s could not be answered", challenge.id, device_id)
+            return
+        finally:
+            self._busy.discard(device_id)
+            await asyncio.to_thread(prover.release)
+        log.info("challenge %s for %s: %s (device is %s)", challenge.id, device_id,
+                 "passed" if outcome.passed else f"failed: {outcome.reason}", outcome.status)
+        self._on_outcome(device_id, outcome)
+
+    async def _exchange(
+        self, link: Link, device_id: str, prover: Prover, challenge: Challenge
+    ) -> ProofOutcome:
+        if self._hardware is None:
+            raise RuntimeError("no hardware reporter configured: cannot answer challenges")
+        log.info("challenge %s for %s: n=%d, %d steps, budget %.1fs", challenge.id, device_id,
+                 challenge.params.n, challenge.params.steps, challenge.budget_s)
+        commitment: Commitment = await asyncio.to_thread(prover.commit, challenge)
+        report = await asyncio.to_thread(self._hardware, device_id)
+        body = (
+            '{"commitment":' + commitment.model_dump_json()
+            + ',"hardware":' + report.model_dump_json() + "}"
+        ).encode()
+        reply = link.expect(("dev", device_id))
+        link.send({"t": "commitment", "device": device_id, "body": body})
+        answer = await reply
+        if answer["t"] == "open":
+            request = OpeningRequest.model_validate_json(control.body_of(answer)[1])
+            if request.challenge_id != challenge.id:
+                raise ProtocolError("the coordinator asked to open another challenge")
+            response = await asyncio.to_thread(prover.open, request)
+            reply = link.expect(("dev", device_id))
+            link.send({"t": "openings", "device": device_id,
+                       "body": response.model_dump_json().encode()})
+            await link.drain()
+            answer = await reply
+        if answer["t"] == "error":
+            raise RuntimeError(f"coordinator refused: {answer.get('message')}")
+        return ProofOutcome(
+            str(answer.get("challenge", challenge.id)), answer.get("passed") is True,
+            answer.get("reason"), str(answer.get("status")),
+        )
+
+
+class CommandDuty(Duty):
+    """Runs the coordinator's cluster commands and acknowledges each with its result."""
+
+    name = "commands"
+
+    def __init__(self, handlers: Mapping[str, CommandHandler]) -> None:
+        self.queue: asyncio.Queue[tuple[str, str, dict[str, Any]]] = asyncio.Queue()
+        self._handlers = handlers
+
+    async def run(self, link: Link) -> None:
+        command_id, name, args = await self.queue.get()
+        handler = self._handlers.get(name)
+        if handler is None:
+            link.send(control.command_result(command_id, ok=False,
+                                             error=f"unknown command {name}"))
+            return
+        try:
+            result = await handler(args)
+        except Exception as exc:
+            log.warning("command %s (%s) failed: %s", name, command_id, exc)
+            link.send(control.command_result(command_id, ok=False, error=str(exc)))
+            return
+        link.send(control.command_result(command_id, ok=True, result=result))
+
+
+def new_command_id() -> str:
+    return secrets.token_hex(8)

@@ -1,0 +1,129 @@
+"""The proof-of-GPU exchange over the control channel, on the services the HTTP routes
+use (services.proofs). Every function here runs in a worker thread, in its own
+transaction, and keeps nothing in memory: a host that reconnects to another replica
+mid-proof carries on there, because the challenge's state is all in its row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from gpunet.core.errors import InvalidInput, Unauthenticated
+from gpunet.core.pog import Challenge, Failure, OpeningRequest, OpeningResponse, Verdict
+from gpunet.server.api.deps import AppState
+from gpunet.server.api.proofs import CommitmentIn
+from gpunet.server.db.tables import Challenge as ChallengeRow
+from gpunet.server.db.tables import Device
+from gpunet.server.services import proofs
+from gpunet.server.services.attestation import Attested, attestation_nonce
+
+_CHUNK = 500
+
+
+def waiting(state: AppState, connected: Collection[int], fresh: Collection[int]) -> list[int]:
+    """Devices connected here that have a challenge to push.
+
+    Undelivered open challenges are few at any moment, so they are read whole and
+    matched against this replica's devices in memory (no IN list of every connected
+    device). Devices that just joined also get a challenge already delivered and not
+    yet committed (their previous session dropped mid-proof).
+    """
+    found: set[int] = set()
+    with state.database.read() as session:
+        rows = session.execute(
+            select(ChallengeRow.device_id).where(
+                ChallengeRow.outcome == proofs.OPEN, ChallengeRow.delivered_at.is_(None)
+            )
+        ).scalars()
+        found.update(d for d in rows if d in connected)
+        fresh_ids = list(fresh)
+        for i in range(0, len(fresh_ids), _CHUNK):
+            found.update(
+                session.execute(
+                    select(ChallengeRow.device_id).where(
+                        ChallengeRow.outcome == proofs.OPEN,
+                        ChallengeRow.device_id.in_(fresh_ids[i : i + _CHUNK]),
+                    )
+                ).scalars()
+            )
+    return sorted(found)
+
+
+def deliver(state: AppState, device_pk: int) -> Challenge | None:
+    """Hand out the device's open challenge (its budget starts now), or None."""
+    with state.database.transaction() as session:
+        device = session.get(Device, device_pk, with_for_update=True)
+        if device is None:
+            return None
+        now = state.clock.now()
+        device.last_seen_at = now
+        return proofs.deliver(session, device, now=now, policy=state.proof_policy)
+
+
+def _parse(model: type[Any], body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidInput(f"not valid: {problems}"[:500]) from exc
+
+
+def _device(session: Any, device_pk: int, now: dt.datetime) -> Device:
+    device = session.get(Device, device_pk, with_for_update=True)
+    if device is None:
+        raise Unauthenticated("unknown device")
+    device.last_seen_at = now
+    return device
+
+
+def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str, Any]]:
+    """("open", OpeningRequest JSON) or ("verdict", verdict) for a commitment."""
+    data = _parse(CommitmentIn, body)
+    challenge_id = data.commitment.challenge_id
+    with state.database.transaction() as session:
+        now = state.clock.now()
+        device = _device(session, device_pk, now)
+        ueid = None
+        if data.attestation is not None:
+            seed = proofs.challenge_seed(session, device, challenge_id)
+            attested = state.attestation.verify(
+                data.attestation, attestation_nonce(seed), gpu_uuid=device.gpu_uuid
+            )
+            if not isinstance(attested, Attested):
+                raise InvalidInput(f"attestation refused: {attested.reason}")
+            ueid = attested.ueid
+        result = proofs.accept_commitment(
+            session, device, challenge_id, data.commitment, data.hardware,
+            now=now, policy=state.proof_policy, attested_ueid=ueid,
+        )
+        if isinstance(result, OpeningRequest):
+            return "open", {"body": result.model_dump_json().encode()}
+        return "verdict", verdict(challenge_id, result, device)
+
+
+def open_rows(state: AppState, device_pk: int, body: bytes) -> dict[str, Any]:
+    response = _parse(OpeningResponse, body)
+    with state.database.transaction() as session:
+        now = state.clock.now()
+        device = _device(session, device_pk, now)
+        result = proofs.accept_openings(
+            session, device, response.challenge_id, response,
+            now=now, policy=state.proof_policy, catalog=state.catalog,
+        )
+        return verdict(response.challenge_id, result, device)
+
+
+def verdict(challenge_id: str, result: Verdict, device: Device) -> dict[str, Any]:
+    out: dict[str, Any] = {"challenge": challenge_id, "status": device.status}
+    if isinstance(result, Failure):
+        out.update(passed=False, reason=result.reason.value, detail=result.detail)
+    else:
+        out.update(passed=True, reason=None, detail=None)
+    return out

@@ -1,0 +1,224 @@
+"""The coordinator's control server: a raw asyncio TCP listener, one session per host.
+
+Per replica, in memory, only what a live socket needs: which device is connected to
+which session here. Challenges, verdicts, statuses and uptime are in the database (or
+flushed there by the uptime recorder), so a host may reconnect to any replica and
+carry on; nothing here is needed by another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl as _ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gpunet.core.control import PROTOCOL_MAX, PROTOCOL_MIN
+from gpunet.server.api.deps import AppState
+from gpunet.server.control import relay
+from gpunet.server.control.session import CommandHandler, ServerSession
+from gpunet.server.control.settings import ControlSettings
+
+log = logging.getLogger("gpunet.server.control")
+
+
+@dataclass
+class ControlStats:
+    connections: int = 0
+    handshakes: int = 0
+    heartbeats: int = 0  # frames
+    device_beats: int = 0  # devices those frames covered
+    challenges_pushed: int = 0
+    protocol_errors: int = 0
+
+
+class ControlServer:
+    def __init__(
+        self,
+        state: AppState,
+        settings: ControlSettings | None = None,
+        *,
+        commands: Mapping[str, CommandHandler] | None = None,
+    ) -> None:
+        self.state = state
+        self.settings = settings or ControlSettings()
+        self.server_id = self.settings.server_id or state.settings.public_url
+        self.protocols = (PROTOCOL_MIN, PROTOCOL_MAX)
+        self.commands: dict[str, CommandHandler] = dict(commands or {})
+        self.stats = ControlStats()
+        self.sessions: set[ServerSession] = set()
+        self.by_device: dict[int, ServerSession] = {}  # device row id -> its session here
+        self.auth_slots = asyncio.Semaphore(32)  # handshakes waiting on the database at once
+        self._fresh: set[int] = set()
+        self._server: asyncio.Server | None = None
+        self._push: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        reuse_port: bool = False,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, host, self.settings.port if port is None else port,
+            reuse_port=reuse_port or None, ssl=ssl, backlog=4096,
+        )
+        self._push = asyncio.get_running_loop().create_task(self._push_loop())
+        log.info("control channel listening on %s:%d", host, self.port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self, reason: str = "coordinator shutting down") -> None:
+        """Stop listening, say bye to every host (they reconnect elsewhere), and wait."""
+        if self._server is not None:
+            self._server.close()
+        if self._push is not None:
+            self._push.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._push
+        for session in list(self.sessions):
+            session.close(reason)
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        self.stats.connections += 1
+        session = ServerSession(self, reader, writer)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+
+    # -- sessions and devices ----------------------------------------------------------
+    def attach(self, session: ServerSession) -> None:
+        """Make `session` the one that speaks for its devices on this replica."""
+        for public_id, pk in session.devices.items():
+            old = self.by_device.get(pk)
+            if old is not None and old is not session:
+                old.devices.pop(public_id, None)
+                if not old.devices:
+                    old.close("replaced by a newer session of this host")
+            self.by_device[pk] = session
+            self._fresh.add(pk)
+
+    def detach(self, session: ServerSession) -> None:
+        for pk in session.devices.values():
+            if self.by_device.get(pk) is session:
+                del self.by_device[pk]
+
+    def heartbeat(self, session: ServerSession, names: list[str] | None) -> None:
+        """Record one heartbeat frame: cheap, inline, no database."""
+        devices = session.devices
+        pks = list(devices.values()) if names is None else [
+            devices[n] for n in names if n in devices
+        ]
+        recorder = getattr(self.state, "uptime", None)
+        if recorder is not None:
+            now = self.state.clock.now()
+            for pk in pks:
+                recorder.record(pk, now)
+        self.stats.heartbeats += 1
+        self.stats.device_beats += len(pks)
+
+    def session_of(self, public_id: str) -> ServerSession | None:
+        for session in self.sessions:
+            if public_id in session.devices and not session.closed:
+                return session
+        return None
+
+    async def command(
+        self, device: str, name: str, args: dict[str, Any] | None = None, *, timeout: float = 30.0
+    ) -> Any:
+        """Send a cluster command to the host of `device` (a public id), if connected here.
+
+        LookupError if the host is not connected to this replica; CommandFailed if the
+        agent answers with an error; TimeoutError if it does not answer in time.
+        """
+        session = self.session_of(device)
+        if session is None:
+            raise LookupError(f"device {device} is not connected to this replica")
+        return await session.command(name, dict(args or {}), timeout=timeout)
+
+    # -- pushing challenges ---------------------------------------------------------------
+    async def _push_loop(self) -> None:
+        last_sweep = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.push_interval_s)
+            if time.monotonic() - last_sweep > min(self.settings.heartbeat_s, 5.0):
+                self._sweep_idle()
+                last_sweep = time.monotonic()
+            try:
+                await self.push_once()
+            except Exception:
+                log.exception("pushing challenges failed; retrying next tick")
+
+    async def push_once(self) -> int:
+        """Push every open challenge of a device connected here; the number pushed."""
+        if not self.by_device:
+            return 0
+        fresh, self._fresh = self._fresh, set()
+        try:
+            due = await asyncio.to_thread(relay.waiting, self.state, self.by_device, fresh)
+        except Exception:
+            self._fresh |= fresh
+            raise
+        results = await asyncio.gather(
+            *(asyncio.to_thread(relay.deliver, self.state, pk) for pk in due)
+        )
+        pushed = 0
+        for pk, challenge in zip(due, results, strict=True):
+            session = self.by_device.get(pk)
+            if challenge is None or session is None:
+                continue
+            public_id = next((p for p, k in session.devices.items() if k == pk), None)
+            if public_id is None:
+                continue
+            session.send(
+                {"t": "challenge", "device": public_id,
+                 "body": challenge.model_dump_json().encode()}
+            )
+            pushed += 1
+        self.stats.challenges_pushed += pushed
+        return pushed
+
+    def _sweep_idle(self) -> None:
+        limit = self.settings.heartbeat_s * self.settings.idle_heartbeats
+        now = time.monotonic()
+        for session in list(self.sessions):
+            if session.devices and now - session.last_rx > limit:
+                session.close("no heartbeat: session idle too long")
+
+
+async def start_control_server(
+    state: AppState,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    settings: ControlSettings | None = None,
+    commands: Mapping[str, CommandHandler] | None = None,
+    reuse_port: bool = False,
+    ssl: _ssl.SSLContext | None = None,
+) -> ControlServer:
+    """Start the control server on the running event loop; `await server.stop()` ends it."""
+    server = ControlServer(state, settings, commands=commands)
+    await server.start(host, port, reuse_port=reuse_port, ssl=ssl)
+    return server

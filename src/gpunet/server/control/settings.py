@@ -1,0 +1,36 @@
+"""Control-channel settings, from GPUNET_CONTROL_* variables (kept apart from the HTTP
+settings so the channel can be tuned or switched off on its own)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gpunet import __version__
+from gpunet.core.control import MAX_FRAME, UpgradePolicy
+
+
+class ControlSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GPUNET_CONTROL_", env_file=None, extra="ignore")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8001, ge=0, le=65535)
+    # What agents sign as the coordinator's name; default: the coordinator's public URL.
+    server_id: str | None = Field(None, min_length=1, max_length=255)
+    heartbeat_s: float = Field(60.0, ge=0.01, le=3600)
+    # A session with no frame for this many heartbeat intervals is closed.
+    idle_heartbeats: float = Field(3.5, ge=1.5, le=100)
+    push_interval_s: float = Field(0.5, gt=0, le=60)
+    auth_timeout_s: float = Field(10.0, gt=0, le=120)
+    max_frame: int = Field(MAX_FRAME, ge=4096, le=16 * MAX_FRAME)
+    # A peer that does not read what it is sent is cut off once this much is queued.
+    max_write_buffer: int = Field(4 * MAX_FRAME, ge=65536)
+    agent_latest: str = __version__
+    agent_minimum: str | None = None
+    agent_required_by: dt.datetime | None = None
+
+    def upgrade_policy(self) -> UpgradePolicy:
+        return UpgradePolicy(self.agent_latest, self.agent_minimum, self.agent_required_by)
