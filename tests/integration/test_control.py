@@ -111,6 +111,11 @@ def schedule(net: Net, st: AppState) -> int:
         )
 
 
+def verify_all(net: Net) -> None:
+    with net.database.transaction() as s:
+        s.execute(update(Device).values(status="verified"))
+
+
 def statuses(net: Net) -> dict[str, str]:
     with net.database.read() as s:
         return {p: st for p, st in s.execute(select(Device.public_id, Device.status))}
@@ -128,13 +133,15 @@ def test_host_of_three_authenticates_beats_and_proves(net: Net) -> None:
         assert sorted(client.accepted) == sorted(d.device_id for d in devs)
         assert client.refused == {} and client.upgrade is not None
         assert client.upgrade.state == "none"
-        await until(lambda: len(st.uptime.seen) == 3 and min(st.uptime.seen.values()) >= 3)  # type: ignore[attr-defined]
-        assert server.stats.heartbeats >= 3
+        await until(lambda: server.stats.device_beats >= 9)
+        assert st.uptime.seen == {}  # type: ignore[attr-defined]  # pending: nothing counts
         rtt = await client.ping()
         assert 0 < rtt < 5
         assert await asyncio.to_thread(schedule, net, st) == 3
         await until(lambda: len(client.outcomes) == 3)
         assert all(o.passed and o.status == "verified" for o in client.outcomes.values())
+        # Verified now: the same session's heartbeats count from here on.
+        await until(lambda: len(st.uptime.seen) == 3)  # type: ignore[attr-defined]
         await finish(client, task, server)
 
     run(scenario())
@@ -146,6 +153,7 @@ def test_forged_signature_refuses_that_device_only(net: Net) -> None:
     devs = net.enroll(net.register(), count=3, **CPU_DEV)
     signers = [d.signer for d in devs]
     signers[1] = signing.DeviceSigner(devs[1].device_id, Ed25519PrivateKey.generate())
+    verify_all(net)
 
     async def scenario() -> None:
         server = await serve(st)
@@ -293,6 +301,7 @@ def test_session_after_auth_rejects_a_hostile_frame(net: Net) -> None:
 def test_reconnects_after_a_coordinator_restart(net: Net) -> None:
     st = state_of(net)
     devs = net.enroll(net.register(), count=2, **CPU_DEV)
+    verify_all(net)
 
     async def scenario() -> None:
         server = await serve(st)
@@ -304,8 +313,10 @@ def test_reconnects_after_a_coordinator_restart(net: Net) -> None:
         assert client.last_bye is not None or not client.connected.is_set()
         restarted = await serve(st, port)
         await until(lambda: client.sessions == 2 and client.connected.is_set())
-        before = dict(st.uptime.seen)  # type: ignore[attr-defined]
-        await until(lambda: all(st.uptime.seen[k] > v for k, v in before.items()))  # type: ignore[attr-defined]
+        seen = st.uptime.seen  # type: ignore[attr-defined]
+        before = dict(seen)
+        assert len(before) == 2
+        await until(lambda: all(seen[k] > v for k, v in before.items()))
         await finish(client, task, restarted)
 
     run(scenario())
@@ -397,6 +408,31 @@ def test_old_agent_hears_upgrade_required_and_is_refused_only_after_the_date(net
         task = await background(client)
         await until(lambda: client.last_bye is not None and "upgrade" in client.last_bye)
         assert not client.connected.is_set()
+        await finish(client, task, server)
+
+    run(scenario())
+
+
+def test_status_changed_elsewhere_stops_uptime_counting(net: Net) -> None:
+    st = state_of(net)
+    devs = net.enroll(net.register(), count=2, **CPU_DEV)
+    verify_all(net)
+
+    async def scenario() -> None:
+        server = await serve(st, status_refresh_s=0.05)
+        client = agent(net, devs, [("127.0.0.1", server.port)])
+        task = await background(client)
+        await until(lambda: len(st.uptime.seen) == 2)  # type: ignore[attr-defined]
+        net.clock.advance(1)
+        with net.database.transaction() as s:
+            s.execute(update(Device).where(Device.public_id == devs[0].device_id)
+                      .values(status="suspect", status_changed_at=net.clock.now()))
+        await until(lambda: server.stats.counted_beats < server.stats.device_beats - 3)
+        seen = dict(st.uptime.seen)  # type: ignore[attr-defined]
+        beats = server.stats.device_beats
+        await until(lambda: server.stats.device_beats >= beats + 6)
+        now_seen = st.uptime.seen  # type: ignore[attr-defined]
+        assert sum(now_seen[k] > v for k, v in seen.items()) == 1
         await finish(client, task, server)
 
     run(scenario())

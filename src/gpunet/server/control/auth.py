@@ -30,6 +30,7 @@ NOT_AUTHENTICATED = "not authenticated: unknown device or bad signature"
 @dataclass
 class AuthResult:
     accepted: dict[str, int] = field(default_factory=dict)  # public id -> row id
+    verified: set[int] = field(default_factory=set)  # accepted rows whose uptime counts
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -74,6 +75,8 @@ def authenticate(
                 result.refused.append((device_id, exc.message))
                 continue
             result.accepted[device_id] = row.id
+            if row.status == DeviceStatus.VERIFIED.value:
+                result.verified.add(row.id)
         if result.accepted:
             session.execute(
                 update(Device)

@@ -54,6 +54,15 @@ def waiting(state: AppState, connected: Collection[int], fresh: Collection[int])
     return sorted(found)
 
 
+def status_changes(state: AppState, since: dt.datetime) -> list[tuple[int, str]]:
+    """(device, status) for every status change since `since` (few at any moment)."""
+    with state.database.read() as session:
+        rows = session.execute(
+            select(Device.id, Device.status).where(Device.status_changed_at >= since)
+        ).all()
+    return [(r.id, r.status) for r in rows]
+
+
 def deliver(state: AppState, device_pk: int) -> Challenge | None:
     """Hand out the device's open challenge (its budget starts now), or None."""
     with state.database.transaction() as session:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import ssl as _ssl
 import time
@@ -32,6 +33,7 @@ class ControlStats:
     handshakes: int = 0
     heartbeats: int = 0  # frames
     device_beats: int = 0  # devices those frames covered
+    counted_beats: int = 0  # of which verified, so recorded for uptime
     challenges_pushed: int = 0
     protocol_errors: int = 0
 
@@ -115,6 +117,7 @@ class ControlServer:
             old = self.by_device.get(pk)
             if old is not None and old is not session:
                 old.devices.pop(public_id, None)
+                old.set_verified(old.verified - {pk})
                 if not old.devices:
                     old.close("replaced by a newer session of this host")
             self.by_device[pk] = session
@@ -127,17 +130,22 @@ class ControlServer:
 
     def heartbeat(self, session: ServerSession, names: list[str] | None) -> None:
         """Record one heartbeat frame: cheap, inline, no database."""
-        devices = session.devices
-        pks = list(devices.values()) if names is None else [
-            devices[n] for n in names if n in devices
-        ]
+        stats = self.stats
+        stats.heartbeats += 1
+        if names is None:
+            stats.device_beats += len(session.devices)
+            pks = session.counted
+        else:
+            devices, verified = session.devices, session.verified
+            named = [devices[n] for n in names if n in devices]
+            stats.device_beats += len(named)
+            pks = [pk for pk in named if pk in verified]
         recorder = getattr(self.state, "uptime", None)
-        if recorder is not None:
+        if recorder is not None and pks:
             now = self.state.clock.now()
             for pk in pks:
                 recorder.record(pk, now)
-        self.stats.heartbeats += 1
-        self.stats.device_beats += len(pks)
+            stats.counted_beats += len(pks)
 
     def session_of(self, public_id: str) -> ServerSession | None:
         for session in self.sessions:
@@ -160,7 +168,8 @@ class ControlServer:
 
     # -- pushing challenges ---------------------------------------------------------------
     async def _push_loop(self) -> None:
-        last_sweep = time.monotonic()
+        last_sweep = last_refresh = time.monotonic()
+        since = self.state.clock.now()
         while True:
             await asyncio.sleep(self.settings.push_interval_s)
             if time.monotonic() - last_sweep > min(self.settings.heartbeat_s, 5.0):
@@ -168,8 +177,24 @@ class ControlServer:
                 last_sweep = time.monotonic()
             try:
                 await self.push_once()
+                if time.monotonic() - last_refresh > self.settings.status_refresh_s:
+                    since = await self.refresh_statuses(since)
+                    last_refresh = time.monotonic()
             except Exception:
-                log.exception("pushing challenges failed; retrying next tick")
+                log.exception("control server housekeeping failed; retrying next tick")
+
+    async def refresh_statuses(self, since: dt.datetime) -> dt.datetime:
+        """Follow status changes made elsewhere (expiry, operators, other replicas) so
+        heartbeats of a device that is no longer verified stop counting, and vice versa.
+        Returns the time to ask from next (with a margin for clock skew between writers).
+        """
+        now = self.state.clock.now()
+        changes = await asyncio.to_thread(relay.status_changes, self.state, since)
+        for pk, status in changes:
+            session = self.by_device.get(pk)
+            if session is not None:
+                session.set_status(pk, status)
+        return now - dt.timedelta(seconds=5)
 
     async def push_once(self) -> int:
         """Push every open challenge of a device connected here; the number pushed."""

@@ -45,6 +45,10 @@ class ServerSession:
         self.address: str | None = peer[0] if isinstance(peer, tuple) else None
         self.id = secrets.token_hex(8)
         self.devices: dict[str, int] = {}  # public id -> row id, only after auth
+        # Uptime is recorded only for verified devices (services.uptime); kept current
+        # from verdicts relayed here and the server's periodic status refresh.
+        self.verified: set[int] = set()
+        self.counted: list[int] = []
         self.agent_version = ""
         self.closed = False
         self.close_reason: str | None = None
@@ -132,6 +136,7 @@ class ServerSession:
             )
         srv.stats.handshakes += 1
         self.devices = result.accepted
+        self.set_verified(result.verified)
         self.send(
             Welcome(
                 protocol, self.id, tuple(result.accepted), tuple(result.refused),
@@ -186,6 +191,14 @@ class ServerSession:
         else:
             raise ProtocolError(f"unexpected message {kind[:32]!r}")
 
+    def set_verified(self, verified: set[int]) -> None:
+        self.verified = verified
+        self.counted = [pk for pk in self.devices.values() if pk in verified]
+
+    def set_status(self, pk: int, status: str) -> None:
+        if (pk in self.verified) != (status == "verified"):
+            self.set_verified(self.verified ^ {pk})
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -217,6 +230,8 @@ class ServerSession:
             log.exception("proof relay failed for %s", public_id)
             self.send(control.error("unavailable", "the coordinator failed; retry", public_id))
             return
+        if kind == "verdict":
+            self.set_status(pk, str(out["status"]))
         self.send({"t": kind, "device": public_id, **out})
 
     async def _command(self, command_id: str, name: str, args: dict[str, Any]) -> None:

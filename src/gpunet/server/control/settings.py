@@ -24,6 +24,8 @@ class ControlSettings(BaseSettings):
     # A session with no frame for this many heartbeat intervals is closed.
     idle_heartbeats: float = Field(3.5, ge=1.5, le=100)
     push_interval_s: float = Field(0.5, gt=0, le=60)
+    # How often statuses changed elsewhere are read back (uptime counts verified only).
+    status_refresh_s: float = Field(15.0, gt=0, le=3600)
     auth_timeout_s: float = Field(10.0, gt=0, le=120)
     max_frame: int = Field(MAX_FRAME, ge=4096, le=16 * MAX_FRAME)
     # A peer that does not read what it is sent is cut off once this much is queued.
