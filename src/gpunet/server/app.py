@@ -21,11 +21,13 @@ from gpunet import __version__
 from gpunet.core.clock import Clock, SystemClock
 from gpunet.core.errors import GpunetError, RateLimited
 from gpunet.core.pog import load_catalog
-from gpunet.server.api import accounts, devices, explorer, proofs, worker
+from gpunet.server.api import accounts, devices, explorer, heartbeat, proofs, rewards, worker
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.schemas import ErrorOut
 from gpunet.server.background.proofs import ProofScheduler
 from gpunet.server.background.prune import PruneJob
+from gpunet.server.background.rewards import EpochCloser
+from gpunet.server.background.uptime import UptimeFlusher
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
 from gpunet.server.middleware import LimitsAndMetrics
@@ -36,6 +38,8 @@ from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services.attestation import AttestationVerifier, NoAttestation
 from gpunet.server.services.proofs import ProofPolicy
 from gpunet.server.services.ratelimit import DatabaseCounters, RedisCounters
+from gpunet.server.services.reward_config import load_config
+from gpunet.server.services.uptime import UptimeRecorder
 from gpunet.server.settings import Settings
 
 log = logging.getLogger("gpunet.server")
@@ -104,6 +108,8 @@ def create_app(
         )
     redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
     metrics = Metrics()
+    catalog = load_catalog(settings.catalog_path)
+    reward_config = load_config(settings, catalog)
     state = AppState(
         settings=settings,
         database=database,
@@ -117,7 +123,7 @@ def create_app(
         ),
         enrollment_key=derive_key(secret, "enrollment-code"),
         oidc=oidc,
-        catalog=load_catalog(settings.catalog_path),
+        catalog=catalog,
         attestation=attestation or NoAttestation(),
         proof_policy=ProofPolicy(
             delivery_grace_s=settings.challenge_delivery_grace_s,
@@ -126,11 +132,13 @@ def create_app(
             development=settings.development,
         ),
         counters_factory=(lambda _s: redis_counters) if redis_counters else DatabaseCounters,
+        uptime=UptimeRecorder(reward_config.schedule.clock),
+        rewards=reward_config,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        jobs: list[PruneJob | ProofScheduler] = []
+        jobs: list[PruneJob | ProofScheduler | UptimeFlusher | EpochCloser] = []
         if settings.background_jobs:
             jobs = [
                 PruneJob(database, state.clock),
@@ -142,6 +150,14 @@ def create_app(
                     tick_s=settings.scheduler_tick_s,
                     rollcall_mean_s=settings.rollcall_mean_s,
                     rollcall_fraction=settings.rollcall_fraction,
+                ),
+                UptimeFlusher(state.uptime, database, settings.uptime_flush_s),
+                EpochCloser(
+                    database,
+                    reward_config,
+                    state.clock,
+                    tick_s=settings.rewards_close_tick_s,
+                    keep_days=settings.uptime_retention_days,
                 ),
             ]
         for job in jobs:
@@ -160,8 +176,9 @@ def create_app(
     )
     app.state.gpunet = state
     _register_errors(app)
-    for module in (accounts, devices, worker, proofs, explorer):
+    for module in (accounts, devices, worker, heartbeat, proofs, explorer, rewards):
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    app.include_router(rewards.public, responses=ERROR_RESPONSES)
 
     app.add_middleware(LimitsAndMetrics, metrics=metrics)
 

@@ -66,6 +66,22 @@ class Settings(BaseSettings):
     rollcall_fraction: float = Field(0.1, gt=0, le=1)
     scheduler_tick_s: float = Field(5.0, gt=0, le=600)
 
+    # Verified uptime and rewards (docs/rewards.md). The emission schedule is public data:
+    # None = the packaged gpunet/core/rewards/schedule.json. Epoch and slot lengths, when
+    # set, override the schedule's own (the published schedule shows the values in force).
+    rewards_schedule_path: Path | None = None
+    rewards_epoch_seconds: int | None = Field(None, ge=10, le=7 * 86400)
+    rewards_slot_seconds: int | None = Field(None, ge=1, le=3600)
+    # Heartbeats are buffered per replica and flushed this often: the most a crash loses.
+    uptime_flush_s: float = Field(10.0, gt=0, le=300)
+    # An epoch closes this long after it ends (>= the flush interval, so every replica's
+    # last bits are in); the closer job looks for due epochs this often.
+    rewards_settle_s: float = Field(120.0, ge=0, le=86400)
+    rewards_close_tick_s: float = Field(30.0, gt=0, le=3600)
+    incident_lookback_slots: int = Field(5, ge=1, le=10_000)
+    incident_max_credit_slots: int = Field(360, ge=0, le=100_000)
+    uptime_retention_days: int = Field(90, ge=1, le=3650)
+
     # Prune expired nonces and counters in the background (every replica may do it).
     background_jobs: bool = True
     trusted_proxies: list[str] = Field(default_factory=list)
@@ -83,6 +99,8 @@ class Settings(BaseSettings):
                 )
         if self.environment is Environment.PRODUCTION and self.argon2_memory_kib < 19456:
             raise ValueError("GPUNET_ARGON2_MEMORY_KIB must be at least 19456 in production")
+        if self.rewards_settle_s < self.uptime_flush_s:
+            raise ValueError("GPUNET_REWARDS_SETTLE_S must be at least GPUNET_UPTIME_FLUSH_S")
         if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
             raise ValueError("GPUNET_OIDC_ISSUER and GPUNET_OIDC_JWKS_URL go together")
         return self

@@ -29,6 +29,8 @@ from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services import accounts, alerts, blocks, devices, ratelimit
 from gpunet.server.services.attestation import AttestationVerifier
 from gpunet.server.services.proofs import ProofPolicy
+from gpunet.server.services.reward_config import RewardConfig
+from gpunet.server.services.uptime import UptimeRecorder
 from gpunet.server.settings import Settings
 
 
@@ -48,6 +50,8 @@ class AppState:
     catalog: Catalog
     attestation: AttestationVerifier
     proof_policy: ProofPolicy
+    uptime: UptimeRecorder  # this replica's heartbeat buffer (services.uptime)
+    rewards: RewardConfig  # schedule, incident policy and weights in force
 
 
 async def state(request: Request) -> AppState:

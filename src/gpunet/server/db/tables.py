@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from gpunet.server.db.amount import Amount
 from gpunet.server.db.types import BigId, UTCDateTime
 
 
@@ -264,3 +266,70 @@ class Alert(Base):
     details: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- verified uptime and rewards (issue 5; see services.uptime, services.rewards) -------
+
+
+class UptimeSlots(Base):
+    """60 one-minute uptime slots of one device as the bits of one integer.
+
+    `chunk` is the global slot index (counted from the schedule's genesis) // 60, so a
+    row covers one aligned hour. Replicas merge their buffered bits with a bitwise OR
+    upsert, which makes every flush idempotent. The key leads with `chunk` because an
+    epoch close reads whole chunks; an owner's view adds the device to the same key.
+    """
+
+    __tablename__ = "uptime_slots"
+
+    chunk: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    device_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    bits: Mapped[int] = mapped_column(BigInteger)
+
+
+class RewardEpoch(Base):
+    """A closed epoch: the published totals and Merkle root. Written once, never updated;
+    its primary key is what makes two closers (replicas, a retried CLI) pay once."""
+
+    __tablename__ = "reward_epochs"
+
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    emission: Mapped[int] = mapped_column(Amount)
+    paid: Mapped[int] = mapped_column(Amount)
+    unallocated: Mapped[int] = mapped_column(Amount)
+    root: Mapped[str] = mapped_column(String(64))
+    wallets: Mapped[int] = mapped_column(Integer)
+    devices: Mapped[int] = mapped_column(Integer)  # devices with a positive score
+    counted_slots: Mapped[int] = mapped_column(BigInteger)
+    incidents: Mapped[int] = mapped_column(Integer)  # windows that overlapped the epoch
+    schedule_sha256: Mapped[str] = mapped_column(String(64))
+    closed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class RewardPayout(Base):
+    """One wallet's amount in one closed epoch (amount > 0): the snapshot's leaves."""
+
+    __tablename__ = "reward_payouts"
+
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    wallet: Mapped[str] = mapped_column(String(128), primary_key=True)
+    amount: Mapped[int] = mapped_column(Amount)
+
+
+class IncidentWindowRow(Base):
+    """An operator-declared outage [starts_at, ends_at): public, and credited at close."""
+
+    __tablename__ = "incident_windows"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(200))
+    declared_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    declared_by: Mapped[str] = mapped_column(String(64))  # operator; never published
+
+
+# The epoch close reads proof failures and status changes by kind and time.
+Index("ix_device_events_kind_at", DeviceEvent.kind, DeviceEvent.at)

@@ -1,0 +1,256 @@
+"""Read one epoch's reward inputs from the database, as the pure close wants them.
+
+For every device with uptime bits in the epoch this yields a `DeviceUptime` (wallet,
+catalog profile, counted slots). Most devices take the fast path: a device whose status
+has not changed since before the bits we read (`status_changed_at`) was in that status
+the whole time, so its counted slots are its heartbeat bits when it is `verified` and
+nothing otherwise. The exact rules of `core.rewards.device_uptime` run for the others:
+devices whose status changed, devices with a failed proof in the epoch (forfeits), and
+every device when an incident window can credit slots of the epoch.
+
+Wallets: the owner's `wallet_address`. Devices of owners without a (valid) wallet are
+paid to ``unset.<public device id>``; an account wallet can never contain a dot, so no
+owner can claim that name, and no internal id appears in the public snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from sqlalchemy import BigInteger, String, bindparam, text
+from sqlalchemy.orm import Session
+
+from gpunet.core.models import DeviceStatus
+from gpunet.core.rewards import (
+    DeviceUptime,
+    EpochClock,
+    Forfeit,
+    IncidentPolicy,
+    IncidentWindow,
+    StatusChange,
+    device_uptime,
+)
+from gpunet.core.rewards.allocation import valid_wallet
+from gpunet.core.rewards.uptime import ELIGIBLE_STATUSES
+from gpunet.server.db.types import UTCDateTime
+from gpunet.server.services import incidents
+from gpunet.server.services.uptime import CHUNK_SLOTS, chunk_span, place
+
+UNSET_PREFIX = "unset."
+VERIFIED = DeviceStatus.VERIFIED.value
+_BATCH = 5000
+
+_ROWS = """
+SELECT u.device_id, u.chunk, u.bits, d.status, d.profile, o.wallet_address, d.public_id,
+       CASE WHEN d.status_changed_at <= :since THEN 1 ELSE 0 END AS stable
+FROM uptime_slots u
+JOIN devices d ON d.id = u.device_id
+JOIN owners o ON o.id = d.owner_id
+WHERE u.chunk BETWEEN :lo AND :hi AND d.profile IS NOT NULL
+  AND (d.status = :verified OR d.status_changed_at > :since)
+"""
+_FORFEITS = (
+    text(
+        "SELECT device_id, at, forfeit_from FROM device_events "
+        "WHERE kind = 'proof_failed' AND at >= :start AND at < :end"
+    )
+    .bindparams(bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()))
+    .columns(device_id=BigInteger(), at=UTCDateTime(), forfeit_from=UTCDateTime())
+)
+_CHANGES = (
+    "SELECT device_id, at, to_status FROM device_events "
+    "WHERE kind = 'status' AND at < :end AND device_id IN ({ids}) ORDER BY device_id, at, id"
+)
+
+
+def payout_wallet(wallet: str | None, public_id: str) -> str:
+    return wallet if wallet and valid_wallet(wallet) else UNSET_PREFIX + public_id
+
+
+@dataclass
+class Plan:
+    """Which global slots to read for `epoch`, and the windows that may credit it."""
+
+    epoch: int
+    e_first: int  # global slot 0 of the epoch
+    e_last: int  # exclusive
+    first: int  # first global slot read (earlier than e_first when windows look back)
+    windows: list[IncidentWindow]
+
+
+@dataclass
+class Totals:
+    devices: int = 0  # devices with counted slots and a positive weight
+    counted_slots: int = 0
+
+
+@dataclass
+class _Slow:
+    status: str
+    profile: str
+    wallet: str
+    stable: bool
+    bitmap: int = 0
+    changes: list[StatusChange] = field(default_factory=list)
+
+
+def credit_range(clock: EpochClock, policy: IncidentPolicy, w: IncidentWindow) -> tuple[int, int]:
+    first = clock.global_slot(w.start)
+    return first, min(clock.global_slot_ceil(w.end), first + policy.max_credit_slots)
+
+
+def relevant_windows(
+    clock: EpochClock, policy: IncidentPolicy, e_first: int, e_last: int,
+    windows: list[IncidentWindow],
+) -> list[IncidentWindow]:
+    """Windows whose credit reaches into the epoch, plus the earlier ones they chain from
+    (whose credit lies in a chosen window's look-back), to a fixed point."""
+    ranges = {w: credit_range(clock, policy, w) for w in windows}
+    chosen = {w for w, (lo, hi) in ranges.items() if lo < hi and lo < e_last and hi > e_first}
+    grew = True
+    while grew:
+        grew = False
+        for w, (lo, hi) in ranges.items():
+            if w in chosen or lo >= hi:
+                continue
+            for c in list(chosen):
+                c_lo = ranges[c][0]
+                if lo < c_lo and hi > c_lo - policy.lookback_slots:
+                    chosen.add(w)
+                    grew = True
+                    break
+    return sorted(chosen, key=lambda w: (w.start, w.end, w.reason))
+
+
+def plan(session: Session, clock: EpochClock, policy: IncidentPolicy, epoch: int) -> Plan:
+    e_first = clock.first_slot(epoch)
+    e_last = e_first + clock.slots_per_epoch
+    start = dt.datetime.fromtimestamp(clock.epoch_start(epoch), dt.UTC)
+    end = dt.datetime.fromtimestamp(clock.epoch_end(epoch), dt.UTC)
+    near = [incidents.to_core(r) for r in incidents.near(session, start, end)]
+    windows = relevant_windows(clock, policy, e_first, e_last, near)
+    first = e_first
+    if windows:
+        first = min(e_first, *(credit_range(clock, policy, w)[0] for w in windows))
+        first -= policy.lookback_slots
+    return Plan(epoch, e_first, e_last, first, windows)
+
+
+def _time(ts: dt.datetime, eligible: bool) -> int:
+    """Whole seconds for the pure rules: a change *to* an eligible status rounds up and
+    one away from it rounds down, so a partly-verified second never counts."""
+    t = ts.timestamp()
+    return math.ceil(t) if eligible else math.floor(t)
+
+
+def _forfeits(session: Session, clock: EpochClock, epoch: int) -> dict[int, list[Forfeit]]:
+    start = dt.datetime.fromtimestamp(clock.epoch_start(epoch), dt.UTC)
+    end = dt.datetime.fromtimestamp(clock.epoch_end(epoch), dt.UTC)
+    out: dict[int, list[Forfeit]] = {}
+    for device_id, failed, since in session.execute(_FORFEITS, {"start": start, "end": end}):
+        failed_s = math.floor(failed.timestamp())
+        # Never passed: everything of the epoch up to the failure goes.
+        pass_s = (math.floor(since.timestamp()) if since is not None
+                  else clock.epoch_start(epoch) - clock.slot_seconds)
+        out.setdefault(device_id, []).append(Forfeit(min(pass_s, failed_s), failed_s))
+    return out
+
+
+def _load_changes(session: Session, slow: dict[int, _Slow], end: dt.datetime) -> None:
+    ids = [d for d, s in slow.items() if not s.stable]
+    for i in range(0, len(ids), _BATCH):
+        part = ids[i : i + _BATCH]
+        # The ids are integers from our own query, bound as literals (no user input).
+        q = (
+            text(_CHANGES.format(ids=", ".join(str(int(d)) for d in part)))
+            .bindparams(bindparam("end", type_=UTCDateTime()))
+            .columns(device_id=BigInteger(), at=UTCDateTime(), to_status=String())
+        )
+        for device_id, when, to_status in session.execute(q, {"end": end}):
+            status = DeviceStatus(to_status)
+            changes = slow[device_id].changes
+            t = _time(when, status in ELIGIBLE_STATUSES)
+            if changes:
+                t = max(t, changes[-1].at)  # keep the recorded order
+            changes.append(StatusChange(t, status))
+
+
+def device_uptimes(
+    session: Session,
+    clock: EpochClock,
+    policy: IncidentPolicy,
+    weights: dict[str, Fraction],
+    p: Plan,
+    totals: Totals,
+    *,
+    device_id: int | None = None,
+    counted: dict[int, int] | None = None,
+) -> Iterator[DeviceUptime]:
+    """The allocation input of every device that counted a slot in the epoch.
+
+    `device_id` restricts the read to one device (the owner's view); `counted`, when
+    given, receives each device's counted bitmap.
+    """
+    n = clock.slots_per_epoch
+    width = p.e_last - p.first
+    lo, hi = chunk_span(p.first, p.e_last)
+    since = dt.datetime.fromtimestamp(clock.slot_start(p.first), dt.UTC)
+    end = dt.datetime.fromtimestamp(clock.slot_start(p.e_last), dt.UTC)
+    forfeits = _forfeits(session, clock, p.epoch)
+    sql = _ROWS + (" AND d.id = :device" if device_id is not None else "")
+    q = text(sql).bindparams(bindparam("since", type_=UTCDateTime()))
+    params: dict[str, object] = {"since": since, "lo": lo, "hi": hi, "verified": VERIFIED}
+    if device_id is not None:
+        params["device"] = device_id
+    # Fast path needs one row per device: the epoch lies inside one chunk and no
+    # window reaches back before it.
+    single = lo == hi and not p.windows
+    shift = lo * CHUNK_SLOTS - p.e_first
+    mask = (1 << n) - 1
+    slow: dict[int, _Slow] = {}
+    for dev, chunk, bits, status, profile, wallet, public_id, stable in session.execute(
+        q, params
+    ):
+        w = weights.get(profile)
+        if not w:
+            continue
+        if single and stable and dev not in forfeits:
+            if status != VERIFIED:
+                continue
+            got = (bits << shift if shift >= 0 else bits >> -shift) & mask
+            if got:
+                totals.devices += 1
+                slots = got.bit_count()
+                totals.counted_slots += slots
+                if counted is not None:
+                    counted[dev] = got
+                yield DeviceUptime(payout_wallet(wallet, public_id), profile, slots)
+            continue
+        s = slow.get(dev)
+        if s is None:
+            s = slow[dev] = _Slow(status, profile, payout_wallet(wallet, public_id), bool(stable))
+        s.bitmap |= place(chunk, bits, p.first, width)
+    _load_changes(session, slow, end)
+    since_s = clock.slot_start(p.first) - 1
+    for dev, s in slow.items():
+        changes = s.changes if not s.stable else [StatusChange(since_s, DeviceStatus(s.status))]
+        bitmaps = {}
+        for e in range(clock.epoch_index(clock.slot_start(p.first)), p.epoch + 1):
+            shift_e = clock.first_slot(e) - p.first
+            part = s.bitmap >> shift_e if shift_e >= 0 else s.bitmap << -shift_e
+            bitmaps[e] = part & mask
+        got = device_uptime(
+            clock, p.epoch, bitmaps, changes,
+            windows=p.windows, forfeits=forfeits.get(dev, ()), policy=policy,
+        )
+        if got:
+            totals.devices += 1
+            slots = got.bit_count()
+            totals.counted_slots += slots
+            if counted is not None:
+                counted[dev] = got
+            yield DeviceUptime(s.wallet, s.profile, slots)

@@ -1,0 +1,123 @@
+"""Heartbeats into uptime slots, without a database row per heartbeat.
+
+Each replica keeps an in-memory buffer: one integer per (chunk, device) whose bits are
+the slots in which the device was seen. A background job (`background.uptime`) flushes
+the buffer every few seconds in batched upserts that OR the bits into `uptime_slots`.
+OR is idempotent and commutative, so replicas flushing the same device, or a flush
+retried after an error, never double-count and never erase each other's bits. A crash
+loses only what was buffered since the last flush (one flush interval).
+
+A chunk is 60 consecutive global slots (`EpochClock.global_slot // 60`), aligned with
+the schedule's genesis: with the default one-minute slots, one row per device and hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from gpunet.core.rewards import EpochClock
+from gpunet.server.db.tables import UptimeSlots
+
+if TYPE_CHECKING:
+    from gpunet.server.db.engine import Database
+
+CHUNK_SLOTS = 60  # bits per row; 60 < 63 keeps every value a positive BIGINT
+FLUSH_BATCH = 5000  # rows per executemany call
+
+# Prepared once; SQLite (3.35+) and PostgreSQL both run it as written.
+_MERGE = text(
+    "INSERT INTO uptime_slots (chunk, device_id, bits) VALUES (:chunk, :device_id, :bits) "
+    "ON CONFLICT (chunk, device_id) DO UPDATE SET bits = uptime_slots.bits | excluded.bits"
+)
+
+
+def merge_bits(session: Session, buffered: Mapping[tuple[int, int], int]) -> int:
+    """OR `buffered` ((chunk, device_id) -> bits) into the table, in key order (so two
+    replicas lock rows in the same order and cannot deadlock), FLUSH_BATCH rows per call."""
+    rows = [
+        {"chunk": chunk, "device_id": device_id, "bits": bits}
+        for (chunk, device_id), bits in sorted(buffered.items())
+        if bits
+    ]
+    for i in range(0, len(rows), FLUSH_BATCH):
+        session.execute(_MERGE, rows[i : i + FLUSH_BATCH])
+    return len(rows)
+
+
+class UptimeRecorder:
+    """Per-replica heartbeat aggregator. `record` is O(1) and touches no database.
+
+    Record only heartbeats of devices that are `verified` at the time: no other slot can
+    ever count (docs/rewards.md section 2), and fakes then cost no storage (T1). The
+    epoch close stays the authority on what counts; this only says "seen in slot".
+    """
+
+    def __init__(self, clock: EpochClock) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._buffer: dict[tuple[int, int], int] = {}
+
+    def record(self, device_id: int, at: dt.datetime) -> None:
+        g = self.clock.global_slot(at.timestamp())
+        if g < 0:  # before genesis nothing is paid, so nothing is kept
+            return
+        chunk, bit = divmod(g, CHUNK_SLOTS)
+        key = (chunk, device_id)
+        with self._lock:
+            self._buffer[key] = self._buffer.get(key, 0) | (1 << bit)
+
+    def pending(self) -> int:
+        """Buffered (chunk, device) entries not yet flushed."""
+        with self._lock:
+            return len(self._buffer)
+
+    def flush(self, database: Database) -> int:
+        """Write everything buffered; returns the rows merged. On failure the bits go
+        back into the buffer (merged with newer ones), so a failed flush loses nothing."""
+        with self._lock:
+            taken, self._buffer = self._buffer, {}
+        if not taken:
+            return 0
+        try:
+            with database.transaction() as session:
+                return merge_bits(session, taken)
+        except BaseException:
+            with self._lock:
+                for key, bits in taken.items():
+                    self._buffer[key] = self._buffer.get(key, 0) | bits
+            raise
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def chunk_span(first_slot: int, last_slot: int) -> tuple[int, int]:
+    """Inclusive chunk range holding global slots [first_slot, last_slot)."""
+    return first_slot // CHUNK_SLOTS, (last_slot - 1) // CHUNK_SLOTS
+
+
+def place(chunk: int, bits: int, first_slot: int, width: int) -> int:
+    """A chunk's bits as a bitmap whose bit 0 is global slot `first_slot`, `width` wide."""
+    shift = chunk * CHUNK_SLOTS - first_slot
+    moved = bits << shift if shift >= 0 else bits >> -shift
+    return moved & ((1 << width) - 1)
+
+
+def device_bitmap(session: Session, device_id: int, first_slot: int, last_slot: int) -> int:
+    """Raw "seen" bits of one device for global slots [first_slot, last_slot)."""
+    lo, hi = chunk_span(first_slot, last_slot)
+    rows = session.execute(
+        select(UptimeSlots.chunk, UptimeSlots.bits).where(
+            UptimeSlots.device_id == device_id, UptimeSlots.chunk.between(lo, hi)
+        )
+    ).all()
+    out = 0
+    for chunk, bits in rows:
+        out |= place(chunk, bits, first_slot, last_slot - first_slot)
+    return out
