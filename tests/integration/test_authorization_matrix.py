@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -25,11 +25,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
+from gpunet.agent.client import WorkerClient
+from gpunet.agent.provers.cpu import CpuProver
 from gpunet.core import signing
 from gpunet.core.clock import unix
+from gpunet.core.pog import HardwareReport, OpeningRequest, ReportedGpu
 from gpunet.server.db.tables import AuthSession, Device, Owner
+from gpunet.server.services import proof_schedule
 from tests.integration.conftest import DeviceHandle, Net, OwnerHandle, hardware
 from tests.integration.snapshot import Snapshot, TableDiff, describe, diff, snapshot
+from tests.integration.test_proofs import CPU_DEV
 
 DENIED = (401, 403, 404)
 PASSWORD_A = "alpha password one"
@@ -48,6 +53,7 @@ class World:
     dev_b: DeviceHandle
     a_id: int
     b_id: int
+    scratch: dict[str, Any] = field(default_factory=dict)
 
 
 def owner_id(net: Net, email: str) -> int:
@@ -58,8 +64,9 @@ def owner_id(net: Net, email: str) -> int:
 def build_world(net: Net) -> World:
     a = net.register("owner-a@example.com", PASSWORD_A)
     b = net.register("owner-b@example.com", PASSWORD_B)
-    (dev_a,) = net.enroll(a, 1)
-    (dev_b,) = net.enroll(b, 1)
+    # cpu-dev claims, so that the CPU prover can answer their proof-of-GPU challenges.
+    (dev_a,) = net.enroll(a, 1, **CPU_DEV)
+    (dev_b,) = net.enroll(b, 1, **CPU_DEV)
     return World(net, a, b, dev_a, dev_b, owner_id(net, a.email), owner_id(net, b.email))
 
 
@@ -195,6 +202,7 @@ class Endpoint:
     body: Callable[[World], Any]
     rightful: str  # the principal that may do this to A's objects
     self_principals: tuple[str, ...] = ()  # may call it, but only ever on themselves
+    setup: Callable[[World], None] | None = None  # runs before the "before" snapshot
 
 
 def rotation_body(w: World) -> dict[str, Any]:
@@ -209,6 +217,58 @@ def rotation_body(w: World) -> dict[str, Any]:
         "old_key_signature": signing.b64u(w.dev_a.key.sign(msg)),
         "new_key_signature": signing.b64u(new.sign(msg)),
     }
+
+
+def _challenge_for_a(w: World) -> None:
+    """Device A has fetched a proof-of-GPU challenge and waits to commit."""
+    st = w.net.client.app.state.gpunet  # type: ignore[attr-defined]
+    with w.net.database.transaction() as s:
+        proof_schedule.schedule_due(
+            s, now=w.net.clock.now(), catalog=st.catalog, policy=st.proof_policy
+        )
+    client = WorkerClient(w.net.client, w.dev_a.signer, clock=lambda: unix(w.net.clock.now()))
+    challenge = client.fetch_challenge()
+    assert challenge is not None
+    prover = CpuProver()
+    w.scratch.update(
+        client=client,
+        challenge=challenge,
+        prover=prover,
+        commitment=prover.commit(challenge),
+        report=_report(w.dev_a),
+    )
+
+
+def _committed_for_a(w: World) -> None:
+    """Device A has committed and holds the coordinator's opening request."""
+    _challenge_for_a(w)
+    request = w.scratch["client"].commit(w.scratch["commitment"], w.scratch["report"])
+    assert isinstance(request, OpeningRequest), request
+    w.scratch["request"] = request
+
+
+def _report(dev: DeviceHandle) -> HardwareReport:
+    c = dev.claim
+    return HardwareReport(
+        vendor=c.vendor,
+        device_uuid=c.gpu_uuid,
+        devices=(
+            ReportedGpu(
+                gpu_uuid=c.gpu_uuid, pci_bus_id=c.pci_bus_id, model=c.model, vram_mib=c.vram_mib
+            ),
+        ),
+    )
+
+
+def _commitment_body(w: World) -> Any:
+    return {
+        "commitment": json.loads(w.scratch["commitment"].model_dump_json()),
+        "hardware": json.loads(w.scratch["report"].model_dump_json()),
+    }
+
+
+def _openings_body(w: World) -> Any:
+    return json.loads(w.scratch["prover"].open(w.scratch["request"]).model_dump_json())
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -257,6 +317,21 @@ ENDPOINTS: dict[str, Endpoint] = {
     "rotate_key": Endpoint(
         "POST", lambda w: "/api/v1/worker/device/rotate-key", rotation_body, "device_a"
     ),
+    # Only the challenged device may answer its challenge; B gets 404 for A's.
+    "challenge_commitment": Endpoint(
+        "POST",
+        lambda w: f"/api/v1/worker/challenge/{w.scratch['challenge'].id}/commitment",
+        _commitment_body,
+        "device_a",
+        setup=_challenge_for_a,
+    ),
+    "challenge_openings": Endpoint(
+        "POST",
+        lambda w: f"/api/v1/worker/challenge/{w.scratch['challenge'].id}/openings",
+        _openings_body,
+        "device_a",
+        setup=_committed_for_a,
+    ),
 }
 
 
@@ -279,7 +354,10 @@ def owner_rows_only(changes: dict[str, TableDiff], after: Snapshot, me: int) -> 
                 assert row["id"] == me, row
             elif name == "audit_log":
                 assert row["entity_id"] in {str(me), *my_devices.values()}, row
-                assert row["actor_id"] in {str(me), *my_devices.values()}, row
+                # The verifier (a system principal) changes the status of my device.
+                assert row["actor_id"] in {str(me), *my_devices.values()} or (
+                    row["actor_kind"] == "system"
+                ), row
             elif "owner_id" in row:
                 assert row["owner_id"] == me, (name, row)
             elif "device_id" in row:
@@ -308,6 +386,8 @@ CELLS = [(e, p) for e in ENDPOINTS for p in PRINCIPALS]
 def test_write_matrix(net: Net, endpoint: str, principal: str) -> None:
     w = build_world(net)
     e = ENDPOINTS[endpoint]
+    if e.setup:
+        e.setup(w)
     headers = PRINCIPALS[principal](w)
     before = snapshot(net.database)
     r = send(w, headers, e.method, e.path(w), e.body(w))
@@ -334,8 +414,15 @@ def test_matrix_covers_every_write_endpoint(net: Net) -> None:
         if m.upper() in ("POST", "PUT", "PATCH", "DELETE")
     }
     assert len(routes) >= 12
+    _challenge_for_a(w)
     templated = {
-        (e.method, e.path(w).replace(w.dev_a.device_id, "{device_id}")) for e in ENDPOINTS.values()
+        (
+            e.method,
+            e.path(w)
+            .replace(w.dev_a.device_id, "{device_id}")
+            .replace(w.scratch["challenge"].id, "{challenge_id}"),
+        )
+        for e in ENDPOINTS.values()
     }
     # Authenticated by a credential in the body, not a header: see the tests below.
     templated |= {(m, p) for m, p in BODY_CREDENTIAL_ROUTES}
