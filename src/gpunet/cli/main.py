@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gpunet import __version__
-from gpunet.cli import admin, dev, server, worker
+from gpunet.cli import admin, dev, incidents, rewards, server, worker
 from gpunet.cli.calibrate import calibrate
 
 
@@ -18,5 +18,7 @@ def cli() -> None:
 cli.add_command(server.server)
 cli.add_command(admin.admin)
 cli.add_command(calibrate)
+cli.add_command(rewards.rewards)
+admin.admin.add_command(incidents.incident)
 cli.add_command(worker.worker)
 cli.add_command(dev.dev)
