@@ -36,7 +36,7 @@ import importlib
 import json
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -134,11 +134,13 @@ class FrameDecoder:
     def pending(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Every whole message now buffered, in order (eager, so that nothing is left
+        half-consumed if the caller stops early). ProtocolError on the first bad frame."""
         buf = self._buf
         buf += data
-        pos = 0
-        end = len(buf)
+        out: list[dict[str, Any]] = []
+        pos, end = 0, len(buf)
         try:
             while end - pos >= 4:
                 (size,) = _HEADER.unpack_from(buf, pos)
@@ -148,9 +150,10 @@ class FrameDecoder:
                     break
                 start = pos + 4
                 pos = start + size
-                yield decode_payload(bytes(buf[start:pos]))
+                out.append(decode_payload(bytes(buf[start:pos])))
         finally:
             del buf[:pos]
+        return out
 
 
 # -- authentication bytes -----------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 from gpunet.core.control import PROTOCOL_MAX, PROTOCOL_MIN
 from gpunet.server.api.deps import AppState
 from gpunet.server.control import relay
+from gpunet.server.control.batcher import AuthBatcher
 from gpunet.server.control.session import CommandHandler, ServerSession
 from gpunet.server.control.settings import ControlSettings
 
@@ -54,7 +55,7 @@ class ControlServer:
         self.stats = ControlStats()
         self.sessions: set[ServerSession] = set()
         self.by_device: dict[int, ServerSession] = {}  # device row id -> its session here
-        self.auth_slots = asyncio.Semaphore(32)  # handshakes waiting on the database at once
+        self.auth = AuthBatcher(state.database, state.clock, self.server_id)
         self._fresh: set[int] = set()
         self._server: asyncio.Server | None = None
         self._push: asyncio.Task[None] | None = None
@@ -91,6 +92,7 @@ class ControlServer:
                 await self._push
         for session in list(self.sessions):
             session.close(reason)
+        self.auth.stop()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
         if self._server is not None:

@@ -21,7 +21,6 @@ from gpunet.core import control
 from gpunet.core.control import Auth, FrameDecoder, Hello, ProtocolError, Welcome
 from gpunet.core.errors import GpunetError
 from gpunet.server.control import relay
-from gpunet.server.control.auth import authenticate
 
 if TYPE_CHECKING:
     from gpunet.server.control.server import ControlServer
@@ -36,6 +35,13 @@ class CommandFailed(RuntimeError):
 
 
 class ServerSession:
+    # Slots: a coordinator holds tens of thousands of these; every byte counts per host.
+    __slots__ = (
+        "__weakref__", "_backlog", "_decoder", "_pending", "_tasks", "address",
+        "agent_version", "close_reason", "closed", "counted", "devices", "id", "last_rx",
+        "reader", "server", "verified", "writer",
+    )
+
     def __init__(
         self, server: ControlServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -55,8 +61,8 @@ class ServerSession:
         self.last_rx = time.monotonic()
         self._decoder = FrameDecoder(server.settings.max_frame)
         self._backlog: deque[dict[str, Any]] = deque()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] | None = None  # made on first use
+        self._pending: dict[str, asyncio.Future[Any]] | None = None
 
     # -- output ---------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -104,9 +110,9 @@ class ServerSession:
         finally:
             self.server.detach(self)
             self.close(None)
-            for task in self._tasks:
+            for task in self._tasks or ():
                 task.cancel()
-            for fut in self._pending.values():
+            for fut in (self._pending or {}).values():
                 if not fut.done():
                     fut.set_exception(ConnectionResetError("session closed"))
 
@@ -129,11 +135,7 @@ class ServerSession:
             )
             return False
         self.agent_version = auth.agent_version
-        async with srv.auth_slots:
-            result = await asyncio.to_thread(
-                authenticate, srv.state.database, server_id=srv.server_id, nonce=nonce,
-                entries=auth.devices, address=self.address, now=now,
-            )
+        result = await srv.auth.authenticate(nonce, auth.devices, self.address)
         srv.stats.handshakes += 1
         self.devices = result.accepted
         self.set_verified(result.verified)
@@ -178,7 +180,7 @@ class ServerSession:
         elif kind == "command":
             self._spawn(self._command(*control.parse_command(msg)))
         elif kind == "command_result":
-            fut = self._pending.pop(str(msg.get("id")), None)
+            fut = (self._pending or {}).pop(str(msg.get("id")), None)
             if fut is not None and not fut.done():
                 if msg.get("ok") is True:
                     fut.set_result(msg.get("result"))
@@ -201,6 +203,8 @@ class ServerSession:
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -250,12 +254,15 @@ class ServerSession:
         """Send a command to the agent and wait for its acknowledged result."""
         command_id = secrets.token_hex(8)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[command_id] = fut
+        if self._pending is None:
+            self._pending = {}
+        pending = self._pending
+        pending[command_id] = fut
         self.send(control.command(command_id, name, args))
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
-            self._pending.pop(command_id, None)
+            pending.pop(command_id, None)
 
 
 def _small(value: Any) -> Any:
