@@ -96,6 +96,9 @@ class ControlClient:
         self.connect_timeout_s = connect_timeout_s
         self.max_frame = max_frame
         self._provers: dict[str, Prover] = {}
+        # Devices whose prover is in use. Shared across sessions: a proof still running
+        # in its thread when the session dropped keeps its prover until it ends.
+        self._proving: set[str] = set()
         self._prover_for = provers or (lambda _device: get_prover("cpu"))
         # Public state, for `gpunet worker status` and tests.
         self.welcome: Welcome | None = None
@@ -206,9 +209,9 @@ class ControlClient:
             self.sessions += 1
             if not welcome.accepted:
                 await link.next()  # the bye that follows says why
-                return True
+                return False  # nothing to do here: back off like any failure
             heartbeat = HeartbeatDuty(welcome.heartbeat_s)
-            proofs = ProofDuty(self.prover, self.hardware, self._outcome)
+            proofs = ProofDuty(self.prover, self.hardware, self._outcome, busy=self._proving)
             commands = CommandDuty(self.commands)
             loop = asyncio.get_running_loop()
             duties = [loop.create_task(drive(d, link)) for d in (heartbeat, proofs, commands)]

@@ -77,12 +77,14 @@ class ProofDuty(Duty):
         provers: ProverFor,
         hardware: HardwareFor | None,
         on_outcome: Callable[[str, ProofOutcome], None],
+        *,
+        busy: set[str] | None = None,
     ) -> None:
         self.queue: asyncio.Queue[tuple[str, Challenge]] = asyncio.Queue()
         self._provers = provers
         self._hardware = hardware
         self._on_outcome = on_outcome
-        self._busy: set[str] = set()
+        self._busy: set[str] = set() if busy is None else busy
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, link: Link) -> None:
