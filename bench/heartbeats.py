@@ -251,6 +251,7 @@ async def load(port: int, keys_path: Path, count: int, per_host: int, seconds: f
     handshake_s = time.perf_counter() - t0
     await asyncio.sleep(1.0)
     connected = await call(admin, "bench.stats")
+    handshake_cpu = connected["cpu_s"] - base["cpu_s"]
     sample = random.Random(7).sample(hosts, min(100, len(hosts)))
     rest = [h for h in hosts if h not in set(sample)]
 
@@ -288,6 +289,8 @@ async def load(port: int, keys_path: Path, count: int, per_host: int, seconds: f
         "connected_devices": connected["devices"] - 1,
         "handshakes_per_s": round(len(hosts) / handshake_s),
         "device_auths_per_s": round((count - 1) / handshake_s),
+        "server_cpu_share_handshakes": round(handshake_cpu / handshake_s, 2),
+        "server_us_per_device_auth": round(handshake_cpu * 1e6 / (count - 1)),
         "rss_before_mib": round(base["rss_kib"] / 1024, 1),
         "rss_connected_mib": round(connected["rss_kib"] / 1024, 1),
         "rss_end_mib": round(final["rss_kib"] / 1024, 1),

@@ -59,7 +59,6 @@ class ControlServer:
         self._fresh: set[int] = set()
         self._server: asyncio.Server | None = None
         self._push: asyncio.Task[None] | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(
@@ -70,8 +69,9 @@ class ControlServer:
         reuse_port: bool = False,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
-        self._server = await asyncio.start_server(
-            self._handle, host, self.settings.port if port is None else port,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ServerSession(self), host, self.settings.port if port is None else port,
             reuse_port=reuse_port or None, ssl=ssl, backlog=4096,
         )
         self._push = asyncio.get_running_loop().create_task(self._push_loop())
@@ -93,24 +93,12 @@ class ControlServer:
         for session in list(self.sessions):
             session.close(reason)
         self.auth.stop()
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=5)
+        deadline = time.monotonic() + 5
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-        self.stats.connections += 1
-        session = ServerSession(self, reader, writer)
-        self.sessions.add(session)
-        try:
-            await session.run()
-        finally:
-            self.sessions.discard(session)
 
     # -- sessions and devices ----------------------------------------------------------
     def attach(self, session: ServerSession) -> None:

@@ -1,5 +1,9 @@
-"""One host's control session on this replica: handshake, then a read loop.
+"""One host's control session on this replica: an asyncio Protocol on a raw transport.
 
+A protocol object rather than a stream pair and a task per connection: a coordinator
+holds tens of thousands of idle sessions, and each stream reader, writer, task and
+suspended coroutine frame is memory per host (see BENCHMARKS.md). Bytes arrive in
+`data_received`; the pure decoder of core.control turns them into messages.
 Heartbeats are handled inline on the event loop (no thread hop, no database write:
 the uptime recorder is in memory). Anything touching the database (auth, proofs)
 runs in a worker thread so that one slow query never delays another host's frames.
@@ -13,9 +17,8 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gpunet.core import control
 from gpunet.core.control import Auth, FrameDecoder, Hello, ProtocolError, Welcome
@@ -26,7 +29,6 @@ if TYPE_CHECKING:
     from gpunet.server.control.server import ControlServer
 
 log = logging.getLogger("gpunet.server.control")
-READ_CHUNK = 65536
 CommandHandler = Callable[["ServerSession", dict[str, Any]], Awaitable[Any]]
 
 
@@ -34,21 +36,18 @@ class CommandFailed(RuntimeError):
     """The peer answered a command with an error."""
 
 
-class ServerSession:
+class ServerSession(asyncio.Protocol):
     # Slots: a coordinator holds tens of thousands of these; every byte counts per host.
     __slots__ = (
-        "__weakref__", "_backlog", "_decoder", "_pending", "_tasks", "address",
+        "_authing", "_decoder", "_nonce", "_pending", "_tasks", "_timer", "address",
         "agent_version", "close_reason", "closed", "counted", "devices", "id", "last_rx",
-        "reader", "server", "verified", "writer",
+        "server", "transport", "verified",
     )
 
-    def __init__(
-        self, server: ControlServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, server: ControlServer) -> None:
         self.server = server
-        self.reader, self.writer = reader, writer
-        peer = writer.get_extra_info("peername")
-        self.address: str | None = peer[0] if isinstance(peer, tuple) else None
+        self.transport: asyncio.Transport | None = None
+        self.address: str | None = None
         self.id = secrets.token_hex(8)
         self.devices: dict[str, int] = {}  # public id -> row id, only after auth
         # Uptime is recorded only for verified devices (services.uptime); kept current
@@ -60,71 +59,104 @@ class ServerSession:
         self.close_reason: str | None = None
         self.last_rx = time.monotonic()
         self._decoder = FrameDecoder(server.settings.max_frame)
-        self._backlog: deque[dict[str, Any]] = deque()
+        self._nonce = b""
+        self._authing = False
+        self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] | None = None  # made on first use
         self._pending: dict[str, asyncio.Future[Any]] | None = None
 
-    # -- output ---------------------------------------------------------------------------
-    def send(self, message: dict[str, Any]) -> None:
+    # -- transport events -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports (under uvicorn) are not asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.address = peer[0] if isinstance(peer, tuple) else None
+        srv = self.server
+        srv.sessions.add(self)
+        srv.stats.connections += 1
+        # SECURITY: a fresh random nonce per session; device signatures must cover it,
+        # so an auth frame captured from any other session is worthless here.
+        self._nonce = secrets.token_bytes(control.NONCE_BYTES)
+        self.send(Hello(self._nonce, srv.server_id, time.time(), srv.protocols).wire())
+        self._timer = asyncio.get_running_loop().call_later(
+            srv.settings.auth_timeout_s, self._auth_timeout
+        )
+
+    def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.writer.write(control.encode(message, max_frame=self.server.settings.max_frame))
-        if self.writer.transport.get_write_buffer_size() > self.server.settings.max_write_buffer:
+        self.last_rx = time.monotonic()
+        try:
+            for message in self._decoder.feed(data):
+                self._dispatch(message)
+                if self.closed:
+                    return
+        except ProtocolError as exc:
+            self._violation(exc.reason)
+        except Exception:
+            # Whatever a peer sent, one session's failure must not reach the server.
+            log.exception("control session %s from %s failed", self.id, self.address)
+            self.close("internal error")
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server.detach(self)
+        self.server.sessions.discard(self)
+        for task in self._tasks or ():
+            task.cancel()
+        for fut in (self._pending or {}).values():
+            if not fut.done():
+                fut.set_exception(ConnectionResetError("session closed"))
+
+    # -- output ---------------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        transport = self.transport
+        if self.closed or transport is None:
+            return
+        transport.write(control.encode(message, max_frame=self.server.settings.max_frame))
+        if transport.get_write_buffer_size() > self.server.settings.max_write_buffer:
             self.close("too slow: the agent does not read what it is sent")
 
     def close(self, reason: str | None) -> None:
         if self.closed:
             return
-        if reason is not None:
-            with contextlib.suppress(Exception):
-                self.writer.write(control.encode(control.bye(reason)))
-            self.close_reason = reason
         self.closed = True
-        self.writer.close()
+        if self.transport is None:
+            return
+        if reason is not None:
+            self.close_reason = reason
+            with contextlib.suppress(Exception):
+                self.transport.write(control.encode(control.bye(reason)))
+        self.transport.close()  # flushes what is buffered, then connection_lost
 
-    # -- input ----------------------------------------------------------------------------
-    async def _next(self) -> dict[str, Any]:
-        while not self._backlog:
-            data = await self.reader.read(READ_CHUNK)
-            if not data:
-                raise ConnectionResetError("peer closed")
-            self._backlog.extend(self._decoder.feed(data))
-        return self._backlog.popleft()
+    def _violation(self, reason: str) -> None:
+        self.server.stats.protocol_errors += 1
+        log.info("control session %s from %s closed: %s", self.id, self.address, reason)
+        self.close(reason)
 
-    async def run(self) -> None:
-        try:
-            if await self._handshake():
-                await self._serve()
-        except ProtocolError as exc:
-            self.server.stats.protocol_errors += 1
-            log.info("control session %s from %s closed: %s", self.id, self.address, exc.reason)
-            self.close(exc.reason)
-        except TimeoutError:
+    def _auth_timeout(self) -> None:
+        if not self.devices:
             self.close("authentication timed out")
-        except (ConnectionError, OSError):
-            pass
-        except Exception:
-            # Whatever a peer sent, one session's failure must not reach the server.
-            log.exception("control session %s from %s failed", self.id, self.address)
-            self.close("internal error")
-        finally:
-            self.server.detach(self)
-            self.close(None)
-            for task in self._tasks or ():
-                task.cancel()
-            for fut in (self._pending or {}).values():
-                if not fut.done():
-                    fut.set_exception(ConnectionResetError("session closed"))
 
-    async def _handshake(self) -> bool:
+    # -- handshake ------------------------------------------------------------------------
+    def _begin_auth(self, msg: dict[str, Any]) -> None:
+        if self._authing:
+            raise ProtocolError("wait for the welcome before sending anything else")
+        auth = Auth.parse(msg)
+        self._authing = True
+        self._spawn(self._authenticate(auth))
+
+    async def _authenticate(self, auth: Auth) -> None:
         srv = self.server
-        nonce = secrets.token_bytes(control.NONCE_BYTES)
-        self.send(Hello(nonce, srv.server_id, time.time(), srv.protocols).wire())
-        auth = Auth.parse(await asyncio.wait_for(self._next(), srv.settings.auth_timeout_s))
         protocol = control.negotiate(srv.protocols, auth.protocols)
         if protocol is None:
             self.close("no common protocol version: upgrade the agent")
-            return False
+            return
         now = srv.state.clock.now()
         upgrade = control.decide_upgrade(auth.agent_version, srv.settings.upgrade_policy(), now)
         if upgrade.state == "refused":
@@ -133,10 +165,20 @@ class ServerSession:
                 f"agent {auth.agent_version} was due for an upgrade by "
                 f"{upgrade.required_by.date()}: install {upgrade.latest}"
             )
-            return False
+            return
         self.agent_version = auth.agent_version
-        result = await srv.auth.authenticate(nonce, auth.devices, self.address)
+        try:
+            result = await srv.auth.authenticate(self._nonce, auth.devices, self.address)
+        except Exception:
+            log.exception("authenticating a session failed")
+            self.close("the coordinator is unavailable; retry later")
+            return
+        if self.closed:
+            return
         srv.stats.handshakes += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.devices = result.accepted
         self.set_verified(result.verified)
         self.send(
@@ -147,26 +189,20 @@ class ServerSession:
         )
         if not result.accepted:
             self.close("no device of this host authenticated")
-            return False
+            return
         srv.attach(self)
-        return True
-
-    async def _serve(self) -> None:
-        while self._backlog and not self.closed:
-            self._dispatch(self._backlog.popleft())
-        read, feed, dispatch = self.reader.read, self._decoder.feed, self._dispatch
-        while not self.closed:
-            data = await read(READ_CHUNK)
-            if not data:
-                return
-            self.last_rx = time.monotonic()
-            for message in feed(data):
-                dispatch(message)
-                if self.closed:
-                    return
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind = msg["t"]
+        if not self.devices:  # not authenticated yet: only auth (then bye) is allowed
+            if kind == "bye":
+                self.close(None)
+            elif kind == "auth":
+                self._begin_auth(msg)
+            else:
+                raise ProtocolError("expected auth" if not self._authing
+                                    else "wait for the welcome before sending anything else")
+            return
         if kind == "hb":
             self.server.heartbeat(self, control.heartbeat_devices(msg))
         elif kind == "ping":
