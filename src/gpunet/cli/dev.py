@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-DEV_EMAIL = "dev@gpunet.localhost"
+DEV_EMAIL = "dev@example.com"
 
 
 def _wait_healthy(url: str, timeout_s: float = 30.0) -> None:
@@ -99,6 +99,9 @@ def up(port: int, agents: int, state: str) -> None:
     exe = str(Path(sys.executable).parent / "gpunet")
     env = {**os.environ}
     env.setdefault("GPUNET_DATABASE_URL", f"sqlite:///{root}/gpunet.db")
+    # Device keys sign the coordinator's name: it must call itself what agents enrolled with.
+    env.setdefault("GPUNET_PUBLIC_URL", url)
+    env.setdefault("GPUNET_CONTROL_PORT", str(port + 1))
     env.setdefault("GPUNET_SCHEDULER_TICK_S", "1")
     env.setdefault("GPUNET_SPOT_CHECK_MEAN_S", "300")
     children: list[subprocess.Popen[bytes]] = []
@@ -146,7 +149,7 @@ def up(port: int, agents: int, state: str) -> None:
             agent_log = open(home / "agent.log", "ab")  # noqa: SIM115
             children.append(
                 subprocess.Popen(
-                    [exe, "worker", "run"],
+                    [exe, "worker", "run", "--control", f"127.0.0.1:{port + 1}"],
                     env=agent_env,
                     stdout=agent_log,
                     stderr=subprocess.STDOUT,

@@ -88,6 +88,84 @@ def enroll(code: str, coordinator: str, cpu_dev: int, home: str | None) -> None:
 
 @worker.command()
 @click.option("--home", type=click.Path(file_okay=False))
+@click.option(
+    "--control",
+    envvar="GPUNET_CONTROL",
+    help="HOST:PORT of the coordinator's control channel "
+    "[default: the coordinator's host, port 8001]",
+)
+@click.option("-v", "--verbose", is_flag=True)
+def run(home: str | None, control: str | None, verbose: bool) -> None:
+    """Keep this host's devices on the network: heartbeats, proofs, cluster commands.
+
+    Runs in the foreground until interrupted; reconnects by itself after coordinator
+    restarts, network loss or a replica change.
+    """
+    import asyncio
+    import logging
+    import signal
+    from urllib.parse import urlsplit
+
+    from gpunet.agent.config import AgentConfig
+    from gpunet.agent.control import ControlClient
+    from gpunet.agent.hardware import hardware_report
+    from gpunet.agent.keystore import Keystore
+    from gpunet.agent.provers import get_prover
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    root = _home(home)
+    config = AgentConfig.load(root)
+    store = Keystore(root / "keys")
+    stored = [d for d in store.devices() if d.enrolled]
+    if config is None or not stored:
+        raise click.ClickException("no enrolled devices here: run `gpunet worker enroll`")
+    found = _discover(config.cpu_dev, root)
+    gpus = {g.gpu_uuid: g for g in found.gpus}
+    by_device = {str(d.device_id): d.gpu_uuid for d in stored}
+    missing = [u for u in by_device.values() if u not in gpus]
+    if missing:
+        click.echo(
+            f"warning: enrolled GPU(s) not found on this host now: {', '.join(missing)}", err=True
+        )
+    if control:
+        host, _, port = control.rpartition(":")
+        endpoint = (host.strip("[]"), int(port))
+    else:
+        endpoint = (urlsplit(config.coordinator_url).hostname or "127.0.0.1", 8001)
+
+    def prover_for(device_id: str) -> Any:
+        gpu = gpus.get(by_device.get(device_id, ""))
+        return get_prover(gpu.backend if gpu else "cpu")
+
+    def hardware_for(device_id: str) -> Any:
+        return hardware_report(found.gpus, by_device[device_id])
+
+    client = ControlClient.from_keystore(
+        store,
+        [endpoint],
+        provers=prover_for,
+        hardware=hardware_for,
+        on_upgrade=lambda u: click.echo(f"coordinator says: {u}", err=True),
+    )
+    click.echo(
+        f"running {len(stored)} device(s) against {endpoint[0]}:{endpoint[1]}; Ctrl-C to stop"
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(client.stop()))
+        await client.run()
+
+    asyncio.run(main())
+    click.echo("stopped")
+
+
+@worker.command()
+@click.option("--home", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 def status(home: str | None, as_json: bool) -> None:
     """What each local device is: status, last heartbeat, last proof, cluster."""
