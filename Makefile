@@ -19,8 +19,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/gpunet server migrate
-	$(BIN)/gpunet server run --host 127.0.0.1 --port 8000
+	$(BIN)/gpunet dev up --port 8000
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
