@@ -71,3 +71,33 @@ def test_refused_enrollment_says_why_and_can_be_retried(net: Net, tmp_path: Path
         net.client, store, code=net.code(owner), gpus=[fake_gpu(0)], coordinator_url="http://c"
     )
     assert len(result.enrolled) == 1 and len(store.devices()) == 1
+
+
+def test_key_rotation_keeps_identity_and_retires_the_old_key(net: Net, tmp_path: Path) -> None:
+    from gpunet.agent.rotation import rotate_device_key
+    from gpunet.core.signing import DeviceSigner
+
+    store = Keystore(tmp_path / "keys")
+    enroll_host(
+        net.client,
+        store,
+        code=net.code(net.register()),
+        gpus=[fake_gpu(0)],
+        coordinator_url="http://c",
+    )
+    [before] = store.devices()
+    old_key = store.load(before.gpu_uuid)
+    device_id = rotate_device_key(
+        net.client, store, before.gpu_uuid, clock=lambda: unix(net.clock.now())
+    )
+    [after] = store.devices()
+    assert device_id == before.device_id == after.device_id
+    assert after.public_key != before.public_key and not after.rotation_pending
+    clock = lambda: unix(net.clock.now())  # noqa: E731
+    assert (
+        WorkerClient(net.client, store.signer(after.gpu_uuid), clock=clock).whoami()["device_id"]
+        == device_id
+    )
+    stale = WorkerClient(net.client, DeviceSigner(str(device_id), old_key), clock=clock)
+    with pytest.raises(CoordinatorError):
+        stale.whoami()

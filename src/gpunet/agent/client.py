@@ -40,6 +40,10 @@ class WorkerClient:
             headers["Content-Type"] = "application/json"
         return self._http.request(method, path, content=body, headers=headers)
 
+    def raise_for_error(self, response: httpx.Response) -> Any:
+        """The response's JSON, or CoordinatorError with the coordinator's own message."""
+        return self._ok(response)
+
     def _ok(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
             try:

@@ -204,6 +204,38 @@ def status(home: str | None, as_json: bool) -> None:
         )
 
 
+@worker.command("rotate-key")
+@click.option("--home", type=click.Path(file_okay=False))
+@click.option("--device", "device_id", help="one device id (default: every device here)")
+def rotate_key(home: str | None, device_id: str | None) -> None:
+    """Give devices fresh keys; identity, status and uptime stay as they are.
+
+    A running agent picks the new keys up on its next session.
+    """
+    import httpx
+
+    from gpunet.agent.client import CoordinatorError
+    from gpunet.agent.config import AgentConfig
+    from gpunet.agent.keystore import Keystore
+    from gpunet.agent.rotation import rotate_device_key
+
+    root = _home(home)
+    config = AgentConfig.load(root)
+    store = Keystore(root / "keys")
+    targets = [
+        d for d in store.devices() if d.enrolled and (device_id is None or d.device_id == device_id)
+    ]
+    if config is None or not targets:
+        raise click.ClickException("no such enrolled device here")
+    with httpx.Client(base_url=config.coordinator_url, timeout=30.0) as http:
+        for d in targets:
+            try:
+                rotate_device_key(http, store, d.gpu_uuid)
+            except CoordinatorError as exc:
+                raise click.ClickException(f"{d.device_id}: rotation refused: {exc}") from exc
+            click.echo(f"{d.device_id}: new key in use")
+
+
 @worker.command()
 def unit() -> None:
     """Print a systemd unit that runs the agent.
