@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from sqlalchemy import BigInteger, String, bindparam, text
 from sqlalchemy.orm import Session
@@ -43,16 +45,25 @@ from gpunet.server.services.uptime import CHUNK_SLOTS, chunk_span, place
 UNSET_PREFIX = "unset."
 VERIFIED = DeviceStatus.VERIFIED.value
 _BATCH = 5000
+_FETCH = 20_000  # rows per fetchmany: no per-row driver round trip
 
-_ROWS = """
-SELECT u.device_id, u.chunk, u.bits, d.status, d.profile, o.wallet_address, d.public_id,
-       CASE WHEN d.status_changed_at <= :since THEN 1 ELSE 0 END AS stable
+_FROM = """
 FROM uptime_slots u
 JOIN devices d ON d.id = u.device_id
 JOIN owners o ON o.id = d.owner_id
 WHERE u.chunk BETWEEN :lo AND :hi AND d.profile IS NOT NULL
-  AND (d.status = :verified OR d.status_changed_at > :since)
 """
+# Verified since before the bits we read: the fast path (one row per device).
+_STEADY = (
+    "SELECT u.device_id, u.bits, d.profile, o.wallet_address, d.public_id" + _FROM
+    + " AND d.status = :verified AND d.status_changed_at <= :since"
+)
+# Everything the exact rules must see (`all`: also the steady devices).
+_EXACT = (
+    "SELECT u.device_id, u.chunk, u.bits, d.status, d.profile, o.wallet_address, d.public_id,"
+    " CASE WHEN d.status_changed_at <= :since THEN 1 ELSE 0 END" + _FROM
+    + " AND (d.status_changed_at > :since OR (:all = 1 AND d.status = :verified))"
+)
 _FORFEITS = (
     text(
         "SELECT device_id, at, forfeit_from FROM device_events "
@@ -65,6 +76,30 @@ _CHANGES = (
     "SELECT device_id, at, to_status FROM device_events "
     "WHERE kind = 'status' AND at < :end AND device_id IN ({ids}) ORDER BY device_id, at, id"
 )
+
+
+def _raw_rows(session: Session, sql: str, params: dict[str, object]) -> Iterator[tuple[Any, ...]]:
+    """Rows straight from the driver, fetched in batches: a million-row read without a
+    Row object per row. Parameters are bound by the driver (never formatted in)."""
+    conn = session.connection()
+    raw: Any = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        bound = {k: _sqlite_time(v) if isinstance(v, dt.datetime) else v
+                 for k, v in params.items()}
+        cur = raw.execute(sql, bound)  # sqlite3 takes :name parameters as written
+    else:
+        cur = raw.cursor()
+        cur.execute(re.sub(r":(\w+)", r"%(\1)s", sql), params)
+    try:
+        while rows := cur.fetchmany(_FETCH):
+            yield from rows
+    finally:
+        cur.close()
+
+
+def _sqlite_time(moment: dt.datetime) -> str:
+    """How UTCDateTime stores a time on SQLite (naive UTC, SQLAlchemy's text format)."""
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def payout_wallet(wallet: str | None, public_id: str) -> str:
@@ -201,25 +236,24 @@ def device_uptimes(
     since = dt.datetime.fromtimestamp(clock.slot_start(p.first), dt.UTC)
     end = dt.datetime.fromtimestamp(clock.slot_start(p.e_last), dt.UTC)
     forfeits = _forfeits(session, clock, p.epoch)
-    sql = _ROWS + (" AND d.id = :device" if device_id is not None else "")
-    q = text(sql).bindparams(bindparam("since", type_=UTCDateTime()))
-    params: dict[str, object] = {"since": since, "lo": lo, "hi": hi, "verified": VERIFIED}
-    if device_id is not None:
-        params["device"] = device_id
-    # Fast path needs one row per device: the epoch lies inside one chunk and no
-    # window reaches back before it.
-    single = lo == hi and not p.windows
-    shift = lo * CHUNK_SLOTS - p.e_first
-    mask = (1 << n) - 1
+    one = " AND d.id = :device" if device_id is not None else ""
+    params: dict[str, object] = {"since": since, "lo": lo, "hi": hi, "verified": VERIFIED,
+                                 "device": device_id}
+    # The fast path needs one row per device: the epoch lies inside one chunk and no
+    # incident window reaches into it (windows send every device through the rules).
+    steady = lo == hi and not p.windows
+    params["all"] = 0 if steady else 1
     slow: dict[int, _Slow] = {}
-    for dev, chunk, bits, status, profile, wallet, public_id, stable in session.execute(
-        q, params
-    ):
-        w = weights.get(profile)
-        if not w:
-            continue
-        if single and stable and dev not in forfeits:
-            if status != VERIFIED:
+    mask = (1 << n) - 1
+    if steady:
+        shift = lo * CHUNK_SLOTS - p.e_first
+        valid: dict[str | None, bool] = {}  # owners share wallets: check each one once
+        for dev, bits, profile, wallet, public_id in _raw_rows(session, _STEADY + one, params):
+            if not weights.get(profile):
+                continue
+            if dev in forfeits:
+                slow[dev] = _Slow(VERIFIED, profile, payout_wallet(wallet, public_id), True,
+                                  place(lo, bits, p.first, width))
                 continue
             got = (bits << shift if shift >= 0 else bits >> -shift) & mask
             if got:
@@ -228,12 +262,21 @@ def device_uptimes(
                 totals.counted_slots += slots
                 if counted is not None:
                     counted[dev] = got
-                yield DeviceUptime(payout_wallet(wallet, public_id), profile, slots)
+                ok = valid.get(wallet)
+                if ok is None:
+                    ok = valid[wallet] = bool(wallet) and valid_wallet(wallet)
+                yield DeviceUptime(wallet if ok else UNSET_PREFIX + public_id, profile, slots)
+    for dev, chunk, bits, status, profile, wallet, public_id, stable in _raw_rows(
+        session, _EXACT + one, params
+    ):
+        if not weights.get(profile):
             continue
-        s = slow.get(dev)
-        if s is None:
-            s = slow[dev] = _Slow(status, profile, payout_wallet(wallet, public_id), bool(stable))
-        s.bitmap |= place(chunk, bits, p.first, width)
+        entry = slow.get(dev)
+        if entry is None:
+            entry = slow[dev] = _Slow(
+                status, profile, payout_wallet(wallet, public_id), bool(stable)
+            )
+        entry.bitmap |= place(chunk, bits, p.first, width)
     _load_changes(session, slow, end)
     since_s = clock.slot_start(p.first) - 1
     for dev, s in slow.items():
