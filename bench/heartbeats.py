@@ -116,6 +116,7 @@ async def serve(url: str, port: int) -> None:
             "counted": st.counted_beats, "handshakes": st.handshakes,
             "sessions": len(server.sessions), "devices": len(server.by_device),
             "rss_kib": _rss_kib(), "cpu_s": time.process_time(),
+            "auth_batches": server.auth.batches,
         }
 
     server = ControlServer(
@@ -291,6 +292,8 @@ async def load(port: int, keys_path: Path, count: int, per_host: int, seconds: f
         "device_auths_per_s": round((count - 1) / handshake_s),
         "server_cpu_share_handshakes": round(handshake_cpu / handshake_s, 2),
         "server_us_per_device_auth": round(handshake_cpu * 1e6 / (count - 1)),
+        "sessions_per_auth_batch": round(
+            len(hosts) / max(1, connected["auth_batches"] - base["auth_batches"]), 1),
         "rss_before_mib": round(base["rss_kib"] / 1024, 1),
         "rss_connected_mib": round(connected["rss_kib"] / 1024, 1),
         "rss_end_mib": round(final["rss_kib"] / 1024, 1),

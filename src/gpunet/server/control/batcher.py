@@ -11,6 +11,9 @@ from gpunet.server.control.auth import AuthRequest, AuthResult, authenticate_man
 from gpunet.server.db.engine import Database
 
 MAX_BATCH = 256
+# Wait this long for more handshakes before judging a short batch: one transaction per
+# handshake costs ~1.3 ms of CPU on SQLite, one per 64 about 165 us each (BENCHMARKS.md).
+COLLECT_S = 0.005
 WORKERS = 2  # batches in flight: one verifying while the next is read
 
 
@@ -22,6 +25,7 @@ class AuthBatcher:
         self._queue: list[tuple[AuthRequest, asyncio.Future[AuthResult]]] = []
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
+        self.batches = 0
 
     async def authenticate(
         self, nonce: bytes, entries: Sequence[tuple[str, bytes]], address: str | None
@@ -40,8 +44,11 @@ class AuthBatcher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if len(self._queue) < MAX_BATCH:
+                await asyncio.sleep(COLLECT_S)
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             requests = [r for r, _ in batch]
+            self.batches += 1
             try:
                 results = await asyncio.to_thread(
                     authenticate_many, self._database, server_id=self._server_id,
