@@ -148,6 +148,11 @@ class ControlClient:
                 welcomed = await self._session(endpoint)
             except (OSError, ProtocolError, TimeoutError, ConnectionError) as exc:
                 log.warning("control session with %s:%d ended: %s", *endpoint, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Staying up is the point: anything unexpected ends this session only.
+                log.exception("control session with %s:%d failed", *endpoint)
             if self._stop.is_set():
                 break
             attempt = 0 if welcomed else attempt + 1
