@@ -132,7 +132,10 @@ def _check_owner_and_mode(st: os.stat_result, path: Path, *, is_dir: bool) -> No
     if mode & 0o077:
         raise InsecurePermissions(
             f"key {kind} {path} is accessible by group or others (mode {mode:o}); "
-            f"run: chmod {want:o} {path}", path=str(path), mode=f"{mode:o}")
+            f"run: chmod {want:o} {path}",
+            path=str(path),
+            mode=f"{mode:o}",
+        )
 
 
 def _private_bytes(key: Ed25519PrivateKey) -> bytes:
@@ -202,14 +205,15 @@ class Keystore:
         """
         self._ensure_root()
         tmp = self.root / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC,
-                     FILE_MODE)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, FILE_MODE
+        )
         try:
             try:
                 os.fchmod(fd, FILE_MODE)
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -259,8 +263,11 @@ class Keystore:
         return state
 
     def _write_state(self, state: _State) -> None:
-        self._write(self._state_path(state.gpu_uuid),
-                    state.model_dump_json(indent=2).encode() + b"\n", overwrite=True)
+        self._write(
+            self._state_path(state.gpu_uuid),
+            state.model_dump_json(indent=2).encode() + b"\n",
+            overwrite=True,
+        )
 
     # --- public API ----------------------------------------------------------------
 
@@ -284,8 +291,9 @@ class Keystore:
         except KeyNotFound:
             return None
 
-    def set_device_id(self, gpu_uuid: str, device_id: str, *,
-                      coordinator_url: str | None = None) -> StoredDevice:
+    def set_device_id(
+        self, gpu_uuid: str, device_id: str, *, coordinator_url: str | None = None
+    ) -> StoredDevice:
         """Record the id the coordinator gave this device at enrollment."""
         if not _DEVICE_ID_RE.match(device_id):
             raise KeystoreError("not a valid device id")
@@ -303,8 +311,10 @@ class Keystore:
         state = self._read_state(gpu_uuid)
         nxt = self.load_next(gpu_uuid)
         return StoredDevice(
-            gpu_uuid=gpu_uuid, public_key=public_key_text(key.public_key()),
-            device_id=state.device_id, coordinator_url=state.coordinator_url,
+            gpu_uuid=gpu_uuid,
+            public_key=public_key_text(key.public_key()),
+            device_id=state.device_id,
+            coordinator_url=state.coordinator_url,
             next_public_key=public_key_text(nxt.public_key()) if nxt is not None else None,
         )
 
@@ -313,8 +323,11 @@ class Keystore:
         if not self.root.exists():
             return []
         self._check_root()
-        uuids = sorted(m["uuid"] for name in os.listdir(self.root)
-                       if (m := _KEY_FILE_RE.match(name)) and _UUID_RE.match(m["uuid"]))
+        uuids = sorted(
+            m["uuid"]
+            for name in os.listdir(self.root)
+            if (m := _KEY_FILE_RE.match(name)) and _UUID_RE.match(m["uuid"])
+        )
         return [self.device(u) for u in uuids]
 
     def begin_rotation(self, gpu_uuid: str) -> Ed25519PrivateKey:
@@ -353,6 +366,12 @@ class Keystore:
             self._sync_root()
             log.info("aborted key rotation for GPU %s", gpu_uuid)
 
+    def live_signer(self, gpu_uuid: str) -> DeviceSigner:
+        """A signer that reads the device's current key each time it signs, so a long-
+        running agent follows a key rotation done beside it (`gpunet worker rotate-key`)."""
+        signer = self.signer(gpu_uuid)
+        return _LiveSigner(signer.device_id, self, gpu_uuid)
+
     def signer(self, gpu_uuid: str) -> DeviceSigner:
         """A signer for an enrolled device's requests; NotEnrolled before enrollment."""
         key = self.load(gpu_uuid)
@@ -360,3 +379,16 @@ class Keystore:
         if state.device_id is None:
             raise NotEnrolled(f"GPU {gpu_uuid} has no device id yet; enroll it first")
         return DeviceSigner(state.device_id, key)
+
+
+class _LiveSigner(DeviceSigner):
+    def __init__(self, device_id: str, keystore: Keystore, gpu_uuid: str) -> None:
+        super().__init__(device_id, keystore.load(gpu_uuid))
+        self._keystore = keystore
+        self._gpu_uuid = gpu_uuid
+
+    def sign(self, message: bytes) -> bytes:
+        return self._keystore.load(self._gpu_uuid).sign(message)
+
+    def __repr__(self) -> str:
+        return f"LiveSigner(device_id={self.device_id!r})"

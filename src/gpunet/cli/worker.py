@@ -131,10 +131,14 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
             f"warning: enrolled GPU(s) not found on this host now: {', '.join(missing)}", err=True
         )
     if control:
-        host, _, port = control.rpartition(":")
-        endpoint = (host.strip("[]"), int(port))
+        endpoints = []
+        for item in control.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise click.BadParameter(f"{item!r} is not HOST:PORT", param_hint="--control")
+            endpoints.append((host.strip("[]"), int(port)))
     else:
-        endpoint = (urlsplit(config.coordinator_url).hostname or "127.0.0.1", 8001)
+        endpoints = [(urlsplit(config.coordinator_url).hostname or "127.0.0.1", 8001)]
 
     def prover_for(device_id: str) -> Any:
         gpu = gpus.get(by_device.get(device_id, ""))
@@ -143,15 +147,18 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
     def hardware_for(device_id: str) -> Any:
         return hardware_report(found.gpus, by_device[device_id])
 
-    client = ControlClient.from_keystore(
-        store,
-        [endpoint],
+    client = ControlClient(
+        endpoints,
+        [store.live_signer(d.gpu_uuid) for d in stored],
+        server_id=str(stored[0].coordinator_url or config.coordinator_url),
         provers=prover_for,
         hardware=hardware_for,
         on_upgrade=lambda u: click.echo(f"coordinator says: {u}", err=True),
     )
     click.echo(
-        f"running {len(stored)} device(s) against {endpoint[0]}:{endpoint[1]}; Ctrl-C to stop"
+        f"running {len(stored)} device(s) against "
+        + ", ".join(f"{h}:{p}" for h, p in endpoints)
+        + "; Ctrl-C to stop"
     )
 
     async def main() -> None:
