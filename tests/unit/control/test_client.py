@@ -95,3 +95,19 @@ def test_client_survives_a_malformed_push_and_reconnects() -> None:
 
 async def check_timeout(coro: Awaitable[None]) -> None:
     await asyncio.wait_for(coro, 20)
+
+
+def test_client_from_keystore_signs_for_every_enrolled_device(tmp_path: Any) -> None:
+    import os
+
+    from gpunet.agent.keystore import Keystore
+
+    store = Keystore(tmp_path / "keys")
+    for n, uuid in enumerate(["GPU-aaaa-0001", "GPU-aaaa-0002", "GPU-aaaa-0003"]):
+        store.create(uuid)
+        if n < 2:  # the third is not enrolled yet
+            store.set_device_id(uuid, f"dev_{n}", coordinator_url=SERVER_ID)
+    os.chmod(tmp_path / "keys", 0o700)
+    client = ControlClient.from_keystore(store, [("127.0.0.1", 1)])
+    assert sorted(client.signers) == ["dev_0", "dev_1"]
+    assert client.server_id == SERVER_ID
