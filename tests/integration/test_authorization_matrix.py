@@ -317,6 +317,10 @@ ENDPOINTS: dict[str, Endpoint] = {
     "rotate_key": Endpoint(
         "POST", lambda w: "/api/v1/worker/device/rotate-key", rotation_body, "device_a"
     ),
+    # A heartbeat names no device: each device only ever marks itself seen (last_seen_at).
+    "heartbeat": Endpoint(
+        "POST", lambda w: "/api/v1/worker/heartbeat", lambda w: {}, "device_a", ("device_b",)
+    ),
     # Only the challenged device may answer its challenge; B gets 404 for A's.
     "challenge_commitment": Endpoint(
         "POST",

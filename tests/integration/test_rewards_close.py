@@ -228,3 +228,33 @@ def test_background_pass_closes_due_epochs(net: Net, closed_world: dict[str, Any
     closed = close_once(net.database, state(net).rewards, net.clock, keep_days=90)
     assert closed == [epoch]
     assert close_once(net.database, state(net).rewards, net.clock, keep_days=90) == []
+
+
+def test_public_reward_responses_name_no_owner(net: Net, closed_world: dict[str, Any]) -> None:
+    import json
+    import re
+
+    from tests.integration.rewards_world import owner_id
+
+    epoch = closed_world["epoch"]
+    close(net, epoch)
+    owners = [closed_world[k] for k in ("alice", "bob", "carol")]
+    urls = [
+        "/api/v1/explorer/epochs",
+        f"/api/v1/explorer/epochs/{epoch}",
+        f"/api/v1/explorer/epochs/{epoch}/payouts",
+        f"/api/v1/explorer/epochs/{epoch}/proofs/wallet-alice-0001",
+        f"/api/v1/explorer/epochs/{epoch}/proofs/unset.{closed_world['b1'].device_id}",
+        "/api/v1/explorer/rewards/schedule",
+        "/api/v1/explorer/incidents",
+    ]
+    for url in urls:
+        r = net.client.get(url)
+        assert r.status_code == 200, (url, r.text)
+        body = r.text
+        for o in owners:
+            assert o.email not in body, url
+        assert not re.search(r'"(id|owner|owner_id|email|declared_by)"\s*:', body), url
+        keys = json.dumps(r.json())
+        for o in owners:
+            assert f'"owner_id": {owner_id(net, o)}' not in keys

@@ -35,9 +35,10 @@ from gpunet.core.rewards import (
     IncidentWindow,
     StatusChange,
     device_uptime,
+    incident_credit,
 )
 from gpunet.core.rewards.allocation import valid_wallet
-from gpunet.core.rewards.uptime import ELIGIBLE_STATUSES
+from gpunet.core.rewards.uptime import ELIGIBLE_STATUSES, range_mask
 from gpunet.server.db.types import UTCDateTime
 from gpunet.server.services import incidents
 from gpunet.server.services.uptime import CHUNK_SLOTS, chunk_span, place
@@ -58,11 +59,15 @@ _STEADY = (
     "SELECT u.device_id, u.bits, d.profile, o.wallet_address, d.public_id" + _FROM
     + " AND d.status = :verified AND d.status_changed_at <= :since"
 )
-# Everything the exact rules must see (`all`: also the steady devices).
+# The same devices when the epoch spans chunks or windows look back (rows per chunk).
+_STEADY_CHUNKS = (
+    "SELECT u.device_id, u.chunk, u.bits, d.profile, o.wallet_address, d.public_id" + _FROM
+    + " AND d.status = :verified AND d.status_changed_at <= :since"
+)
+# Devices whose status changed: the exact rules, with their status history.
 _EXACT = (
-    "SELECT u.device_id, u.chunk, u.bits, d.status, d.profile, o.wallet_address, d.public_id,"
-    " CASE WHEN d.status_changed_at <= :since THEN 1 ELSE 0 END" + _FROM
-    + " AND (d.status_changed_at > :since OR (:all = 1 AND d.status = :verified))"
+    "SELECT u.device_id, u.chunk, u.bits, d.status, d.profile, o.wallet_address, d.public_id"
+    + _FROM + " AND d.status_changed_at > :since"
 )
 _FORFEITS = (
     text(
@@ -214,6 +219,17 @@ def _load_changes(session: Session, slow: dict[int, _Slow], end: dt.datetime) ->
             changes.append(StatusChange(t, status))
 
 
+def _per_epoch(clock: EpochClock, bitmap: int, first: int, epoch: int) -> dict[int, int]:
+    """A bitmap whose bit 0 is global slot `first`, cut into the per-epoch bitmaps the
+    pure rules take (epochs from the one holding `first` up to `epoch`)."""
+    mask = (1 << clock.slots_per_epoch) - 1
+    out = {}
+    for e in range(first // clock.slots_per_epoch, epoch + 1):
+        shift = clock.first_slot(e) - first
+        out[e] = (bitmap >> shift if shift >= 0 else bitmap << -shift) & mask
+    return out
+
+
 def device_uptimes(
     session: Session,
     clock: EpochClock,
@@ -242,9 +258,9 @@ def device_uptimes(
     # The fast path needs one row per device: the epoch lies inside one chunk and no
     # incident window reaches into it (windows send every device through the rules).
     steady = lo == hi and not p.windows
-    params["all"] = 0 if steady else 1
     slow: dict[int, _Slow] = {}
     mask = (1 << n) - 1
+    since_s = clock.slot_start(p.first) - 1
     if steady:
         shift = lo * CHUNK_SLOTS - p.e_first
         valid: dict[str | None, bool] = {}  # owners share wallets: check each one once
@@ -266,28 +282,59 @@ def device_uptimes(
                 if ok is None:
                     ok = valid[wallet] = bool(wallet) and valid_wallet(wallet)
                 yield DeviceUptime(wallet if ok else UNSET_PREFIX + public_id, profile, slots)
-    for dev, chunk, bits, status, profile, wallet, public_id, stable in _raw_rows(
+    else:
+        # Steady devices share one status history, so their incident credit depends only
+        # on their bits in the windows' look-back slots: computed once per pattern.
+        grouped: dict[int, list[Any]] = {}
+        for dev, chunk, bits, profile, wallet, public_id in _raw_rows(
+            session, _STEADY_CHUNKS + one, params
+        ):
+            if not weights.get(profile):
+                continue
+            g = grouped.get(dev)
+            if g is None:
+                g = grouped[dev] = [0, profile, payout_wallet(wallet, public_id)]
+            g[0] |= place(chunk, bits, p.first, width)
+        steady_changes = [StatusChange(since_s, DeviceStatus.VERIFIED)]
+        looked = 0
+        for w in p.windows:
+            w_first = clock.global_slot(w.start)
+            looked |= range_mask(w_first - policy.lookback_slots - p.first, w_first - p.first)
+        credit: dict[int, int] = {}
+        offset = p.e_first - p.first
+        for dev, (bitmap, profile, wallet) in grouped.items():
+            if dev in forfeits:
+                slow[dev] = _Slow(VERIFIED, profile, wallet, True, bitmap)
+                continue
+            key = bitmap & looked
+            extra = credit.get(key)
+            if extra is None:
+                extra = credit[key] = incident_credit(
+                    clock, p.epoch, _per_epoch(clock, key, p.first, p.epoch), steady_changes,
+                    p.windows, policy,
+                ) if p.windows else 0
+            got = ((bitmap >> offset) & mask) | extra
+            if got:
+                totals.devices += 1
+                slots = got.bit_count()
+                totals.counted_slots += slots
+                if counted is not None:
+                    counted[dev] = got
+                yield DeviceUptime(wallet, profile, slots)
+    for dev, chunk, bits, status, profile, wallet, public_id in _raw_rows(
         session, _EXACT + one, params
     ):
         if not weights.get(profile):
             continue
         entry = slow.get(dev)
         if entry is None:
-            entry = slow[dev] = _Slow(
-                status, profile, payout_wallet(wallet, public_id), bool(stable)
-            )
+            entry = slow[dev] = _Slow(status, profile, payout_wallet(wallet, public_id), False)
         entry.bitmap |= place(chunk, bits, p.first, width)
     _load_changes(session, slow, end)
-    since_s = clock.slot_start(p.first) - 1
     for dev, s in slow.items():
         changes = s.changes if not s.stable else [StatusChange(since_s, DeviceStatus(s.status))]
-        bitmaps = {}
-        for e in range(clock.epoch_index(clock.slot_start(p.first)), p.epoch + 1):
-            shift_e = clock.first_slot(e) - p.first
-            part = s.bitmap >> shift_e if shift_e >= 0 else s.bitmap << -shift_e
-            bitmaps[e] = part & mask
         got = device_uptime(
-            clock, p.epoch, bitmaps, changes,
+            clock, p.epoch, _per_epoch(clock, s.bitmap, p.first, p.epoch), changes,
             windows=p.windows, forfeits=forfeits.get(dev, ()), policy=policy,
         )
         if got:
