@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rewards.py                          # SQLite file under var/
     .venv/bin/python bench/rewards.py --database-url postgresql://gpunet@127.0.0.1:54329/bench
+    .venv/bin/python bench/rewards.py --ingest --devices 100000   # heartbeat ingestion
 
 Set-up (not timed) bulk-inserts straight into a fresh schema: owners (4 devices each by
 default, 2% without a wallet, so those devices are paid to `unset.<device>`), devices
@@ -187,6 +188,37 @@ def close_child(url: str, epoch: int) -> None:
     db.dispose()
 
 
+def ingest(url: str, devices: int) -> dict[str, Any]:
+    """Heartbeats into one replica's recorder (3 per device per slot for an hour), then
+    the flush of everything buffered (one row per device), twice: the second flush of
+    the same bits is what a replica that crashed mid-flush would send again."""
+    from gpunet.core.rewards import EpochClock
+    from gpunet.server.services.uptime import UptimeRecorder
+
+    fresh_database(url)
+    db = Database(url)
+    rec = UptimeRecorder(EpochClock(genesis=1_767_225_600))
+    beats = [EPOCH_START + dt.timedelta(seconds=20 * i) for i in range(180)]
+    t0 = time.perf_counter()
+    for at in beats:
+        for d in range(1, devices + 1):
+            rec.record(d, at)
+    record_s = time.perf_counter() - t0
+    saved = dict(rec._buffer)
+    t0 = time.perf_counter()
+    rows = rec.flush(db)
+    flush_s = time.perf_counter() - t0
+    rec._buffer = saved
+    t0 = time.perf_counter()
+    rec.flush(db)
+    reflush_s = time.perf_counter() - t0
+    db.dispose()
+    n = devices * len(beats)
+    return {"heartbeats": n, "record_s": round(record_s, 2),
+            "record_per_s": round(n / record_s), "rows_flushed": rows,
+            "flush_s": round(flush_s, 2), "reflush_s": round(reflush_s, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", default="sqlite:///var/bench-rewards.db")
@@ -194,8 +226,12 @@ def main() -> None:
     ap.add_argument("--per-owner", type=int, default=4)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--incident", action="store_true")
+    ap.add_argument("--ingest", action="store_true", help="time heartbeat ingestion instead")
     ap.add_argument("--close-only", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.ingest:
+        print(json.dumps(ingest(args.database_url, args.devices), indent=2))
+        return
     if args.close_only is not None:
         close_child(args.database_url, args.close_only)
         return

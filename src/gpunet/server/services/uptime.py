@@ -30,9 +30,16 @@ if TYPE_CHECKING:
 CHUNK_SLOTS = 60  # bits per row; 60 < 63 keeps every value a positive BIGINT
 FLUSH_BATCH = 5000  # rows per executemany call
 
-# Prepared once; SQLite (3.35+) and PostgreSQL both run it as written.
+# Prepared once. SQLite (3.35+): one executemany per batch. PostgreSQL: one statement
+# per batch over three bound arrays (an executemany there costs a round trip per row).
 _MERGE = text(
     "INSERT INTO uptime_slots (chunk, device_id, bits) VALUES (:chunk, :device_id, :bits) "
+    "ON CONFLICT (chunk, device_id) DO UPDATE SET bits = uptime_slots.bits | excluded.bits"
+)
+_MERGE_ARRAYS = text(
+    "INSERT INTO uptime_slots (chunk, device_id, bits) "
+    "SELECT * FROM unnest(CAST(:chunks AS BIGINT[]), CAST(:devices AS BIGINT[]), "
+    "CAST(:bits AS BIGINT[])) "
     "ON CONFLICT (chunk, device_id) DO UPDATE SET bits = uptime_slots.bits | excluded.bits"
 )
 
@@ -40,13 +47,15 @@ _MERGE = text(
 def merge_bits(session: Session, buffered: Mapping[tuple[int, int], int]) -> int:
     """OR `buffered` ((chunk, device_id) -> bits) into the table, in key order (so two
     replicas lock rows in the same order and cannot deadlock), FLUSH_BATCH rows per call."""
-    rows = [
-        {"chunk": chunk, "device_id": device_id, "bits": bits}
-        for (chunk, device_id), bits in sorted(buffered.items())
-        if bits
-    ]
+    rows = [(c, d, b) for (c, d), b in sorted(buffered.items()) if b]
+    arrays = session.get_bind().dialect.name == "postgresql"
     for i in range(0, len(rows), FLUSH_BATCH):
-        session.execute(_MERGE, rows[i : i + FLUSH_BATCH])
+        part = rows[i : i + FLUSH_BATCH]
+        if arrays:
+            chunks, devices, bits = (list(col) for col in zip(*part, strict=True))
+            session.execute(_MERGE_ARRAYS, {"chunks": chunks, "devices": devices, "bits": bits})
+        else:
+            session.execute(_MERGE, [{"chunk": c, "device_id": d, "bits": b} for c, d, b in part])
     return len(rows)
 
 
@@ -62,6 +71,10 @@ class UptimeRecorder:
         self.clock = clock
         self._lock = threading.Lock()
         self._buffer: dict[tuple[int, int], int] = {}
+        # Bits this replica already wrote, for the current and previous chunk: a device
+        # beating several times a slot is then written once per slot, not once per flush.
+        self._written: dict[tuple[int, int], int] = {}
+        self._latest_chunk = 0
 
     def record(self, device_id: int, at: dt.datetime) -> None:
         g = self.clock.global_slot(at.timestamp())
@@ -69,8 +82,10 @@ class UptimeRecorder:
             return
         chunk, bit = divmod(g, CHUNK_SLOTS)
         key = (chunk, device_id)
+        mark = 1 << bit
         with self._lock:
-            self._buffer[key] = self._buffer.get(key, 0) | (1 << bit)
+            if not self._written.get(key, 0) & mark:
+                self._buffer[key] = self._buffer.get(key, 0) | mark
 
     def pending(self) -> int:
         """Buffered (chunk, device) entries not yet flushed."""
@@ -86,12 +101,21 @@ class UptimeRecorder:
             return 0
         try:
             with database.transaction() as session:
-                return merge_bits(session, taken)
+                rows = merge_bits(session, taken)
         except BaseException:
             with self._lock:
                 for key, bits in taken.items():
                     self._buffer[key] = self._buffer.get(key, 0) | bits
             raise
+        with self._lock:
+            written = self._written
+            for key, bits in taken.items():
+                written[key] = written.get(key, 0) | bits
+            newest = max(chunk for chunk, _ in taken)
+            if newest > self._latest_chunk:  # once a chunk (an hour): forget older ones
+                self._latest_chunk = newest
+                self._written = {k: v for k, v in written.items() if k[0] >= newest - 1}
+        return rows
 
 
 # -- reading ----------------------------------------------------------------------------
