@@ -174,13 +174,15 @@ def close_child(url: str, epoch: int) -> None:
     db = Database(url)
     reset_peak()  # a forked child starts with its parent's high-water mark
     before = peak_rss_kib()
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     done = rewards.close_epoch(db, config, epoch, now=EPOCH_START + dt.timedelta(days=1))
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0  # this process only (not the PostgreSQL server's)
     peak = peak_rss_kib()
     row = done.row
     print(json.dumps({
-        "seconds": round(seconds, 2), "peak_rss_mib": round(peak / 1024),
+        "seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mib": round(peak / 1024),
         "rss_before_mib": round(before / 1024), "created": done.created,
         "wallets": row.wallets, "scored_devices": row.devices, "counted_slots": row.counted_slots,
         "emission": str(row.emission), "paid": str(row.paid), "root": row.root,
