@@ -248,14 +248,36 @@ def test_one_backend_cannot_answer_for_two_devices_at_once(pnet: Net) -> None:
     assert isinstance(answer, dict) and answer["reason"] == "too_slow"
 
 
-def test_fetching_late_is_a_miss(pnet: Net) -> None:
+def test_a_challenge_never_fetched_is_void_and_due_again(pnet: Net) -> None:
     [dev] = pnet.enroll(pnet.register(), **CPU_DEV)
+    client = worker(pnet, dev)
     schedule(pnet)
-    pnet.clock.advance(pnet.settings.challenge_delivery_grace_s + 1)
+    assert answer_next(client, CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
+    schedule(pnet, all_due=True)
+    pnet.clock.advance(pnet.settings.challenge_delivery_grace_s + 1)  # the device was offline
     assert pnet.signed(dev, "GET", "/api/v1/worker/challenge").status_code == 204
     with pnet.database.read() as s:
-        row = s.execute(select(ChallengeRow)).scalar_one()
-    assert row.outcome == "failed" and row.reason == "too_slow"
+        missed = s.execute(
+            select(ChallengeRow).where(ChallengeRow.outcome == "missed")
+        ).scalar_one()
+    assert missed.reason is None
+    assert status(pnet, dev) == "verified"  # offline costs uptime, not status
+    assert schedule(pnet) == 1  # due again at once: it proves itself as soon as it is back
+    assert answer_next(client, CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
+
+
+def test_a_fetched_challenge_left_unanswered_fails(pnet: Net) -> None:
+    [dev] = pnet.enroll(pnet.register(), **CPU_DEV)
+    client = worker(pnet, dev)
+    schedule(pnet)
+    assert answer_next(client, CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
+    schedule(pnet, all_due=True)
+    assert client.fetch_challenge() is not None  # received, then the device went quiet
+    pnet.clock.advance(3600)
+    st = state(pnet)
+    with pnet.database.transaction() as s:
+        assert proofs.expire(s, now=pnet.clock.now(), policy=st.proof_policy) == 1
+    assert status(pnet, dev) == "suspect"
 
 
 def test_unanswered_challenges_expire_as_failures(pnet: Net) -> None:
@@ -377,6 +399,25 @@ def test_scheduler_tick_expires_issues_and_calls_the_roll(pnet: Net) -> None:
     assert answer_next(worker(pnet, dev), CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
     expired, issued, called = scheduler.tick()
     assert (expired, issued, called) == (0, 0, 1)  # the roll-call reaches the verified device
+    assert worker(pnet, dev).fetch_challenge() is not None
     pnet.clock.advance(3600)
-    assert scheduler.tick()[0] == 1  # nobody answered it: expired as a failure
+    assert scheduler.tick()[0] == 1  # received and never answered: expired as a failure
     assert status(pnet, dev) == "suspect"
+
+
+def test_a_commitment_without_openings_expires_after_its_own_budget(pnet: Net) -> None:
+    [dev] = pnet.enroll(pnet.register(), **CPU_DEV)
+    schedule(pnet)
+    client = worker(pnet, dev)
+    challenge = client.fetch_challenge()
+    assert challenge is not None
+    assert not isinstance(client.commit(CpuProver().commit(challenge), report_for(dev)), dict)
+    st = state(pnet)
+    with pnet.database.transaction() as s:
+        assert proofs.expire(s, now=pnet.clock.now(), policy=st.proof_policy) == 0
+    pnet.clock.advance(challenge.open_budget_s + st.proof_policy.delivery_grace_s + 1)
+    with pnet.database.transaction() as s:
+        assert proofs.expire(s, now=pnet.clock.now(), policy=st.proof_policy) == 1
+    with pnet.database.read() as s:
+        row = s.execute(select(ChallengeRow)).scalar_one()
+    assert row.outcome == "failed" and "openings" in (row.detail or "")

@@ -51,7 +51,7 @@ from gpunet.server.db.tables import Device, DeviceEvent
 from gpunet.server.security.principal import Principal
 from gpunet.server.services.device_status import switch_device_status
 
-OPEN, COMMITTED, PASSED, FAILED = "open", "committed", "passed", "failed"
+OPEN, COMMITTED, PASSED, FAILED, MISSED = "open", "committed", "passed", "failed", "missed"
 OUTSTANDING = (OPEN, COMMITTED)
 
 # A device that no longer is what it enrolled as is not "suspect": it is suspended.
@@ -72,9 +72,6 @@ _rng = random.SystemRandom()
 def next_spot_check(now: dt.datetime, mean_s: float) -> dt.datetime:
     """An unannounced time: exponential gaps, so the next check cannot be predicted."""
     return now + dt.timedelta(seconds=max(mean_s * 0.05, _rng.expovariate(1.0 / mean_s)))
-
-
-MAX_OPEN_BUDGET_S = 600.0  # the catalog's ceiling for any model's opening budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +154,20 @@ def _mine(session: Session, device_id: int, challenge_id: str) -> ChallengeRow:
     return row
 
 
+def miss(row: ChallengeRow, device: Device, *, now: dt.datetime) -> None:
+    """A challenge the device never received (it was offline): void, not failed.
+
+    Being offline costs a device its uptime, not its status. It is due again at once,
+    so it proves itself as soon as it is back, before its heartbeats count again. A
+    device that received a challenge and did not answer has failed it (see `expire`):
+    dropping the connection when challenged does not help a cheater.
+    """
+    row.outcome = MISSED
+    row.completed_at = now
+    row.detail = "not fetched within the delivery grace (device offline)"
+    device.next_check_at = now
+
+
 def challenge_seed(session: Session, device: Device, challenge_id: str) -> bytes:
     return Challenge.model_validate_json(_mine(session, device.id, challenge_id).body).seed
 
@@ -173,16 +184,8 @@ def deliver(
     if row is None:
         return None
     if row.delivered_at is None:
-        late = (now - row.issued_at).total_seconds() - policy.delivery_grace_s
-        if late > 0:
-            finish(
-                session,
-                row,
-                device,
-                Failure(FailureReason.TOO_SLOW, f"challenge fetched {late:.1f}s after its grace"),
-                now=now,
-                policy=policy,
-            )
+        if (now - row.issued_at).total_seconds() > policy.delivery_grace_s:
+            miss(row, device, now=now)
             return None
         row.delivered_at = now
     return Challenge.model_validate_json(row.body)
@@ -367,19 +370,18 @@ def apply_verdict(
 def expire(session: Session, *, now: dt.datetime, policy: ProofPolicy, limit: int = 1000) -> int:
     """Fail challenges whose time ran out with no answer (a missed check is a failed one).
 
-    Openings may arrive up to the longest opening budget after the commitment; later
-    than that they can only fail, so the challenge is closed without waiting for them.
+    A committed challenge waits for its openings as long as its own opening budget (plus
+    the delivery grace as slack for the request in flight), not a moment longer, so a
+    lost answer never blocks the device's next challenge for long.
     """
-    open_cutoff = now - dt.timedelta(seconds=MAX_OPEN_BUDGET_S)
-    rows = (
+    slack = dt.timedelta(seconds=policy.delivery_grace_s)
+    candidates = (
         session.execute(
             select(ChallengeRow)
             .where(
                 or_(
                     and_(ChallengeRow.outcome == OPEN, ChallengeRow.deadline < now),
-                    and_(
-                        ChallengeRow.outcome == COMMITTED, ChallengeRow.committed_at < open_cutoff
-                    ),
+                    ChallengeRow.outcome == COMMITTED,
                 )
             )
             .limit(limit)
@@ -388,9 +390,19 @@ def expire(session: Session, *, now: dt.datetime, policy: ProofPolicy, limit: in
         .scalars()
         .all()
     )
-    for row in rows:
+    expired = 0
+    for row in candidates:
+        if row.outcome == COMMITTED:
+            assert row.committed_at is not None
+            budget = Challenge.model_validate_json(row.body).open_budget_s
+            if row.committed_at + dt.timedelta(seconds=budget) + slack >= now:
+                continue
         device = session.get(Device, row.device_id, with_for_update=True)
         assert device is not None
+        if row.outcome == OPEN and row.delivered_at is None:
+            miss(row, device, now=now)
+            expired += 1
+            continue
         what = "openings" if row.outcome == COMMITTED else "commitment"
         finish(
             session,
@@ -400,7 +412,8 @@ def expire(session: Session, *, now: dt.datetime, policy: ProofPolicy, limit: in
             now=now,
             policy=policy,
         )
-    return len(rows)
+        expired += 1
+    return expired
 
 
 def verdict_json(verdict: Verdict) -> dict[str, object]:
