@@ -35,6 +35,7 @@ from tests.integration.conftest import Net, hardware
 
 pytestmark = pytest.mark.slow
 FLUSH_S = 0.5
+SLOTS_PER_EPOCH = 10  # ten-second epochs of one-second slots (the env below)
 GPUNET = [str(Path(sys.executable).parent / "gpunet")]
 
 
@@ -123,8 +124,9 @@ def _enroll_verified(c: Coordinator, db: Database) -> tuple[int, signing.DeviceS
         return d.id, signing.DeviceSigner(public_id, keys[0])
 
 
-def _beat(c: Coordinator, signer: signing.DeviceSigner) -> float | None:
-    """One signed heartbeat; the time it was acknowledged as counted, or None."""
+def _beat(c: Coordinator, signer: signing.DeviceSigner) -> tuple[int, float] | None:
+    """One signed heartbeat: (the global slot the coordinator put it in, the time it was
+    acknowledged), or None when it was refused or not counted."""
     raw = b"{}"
     auth = signer.authorization("POST", "/api/v1/worker/heartbeat", raw, int(time.time()))
     try:
@@ -132,7 +134,10 @@ def _beat(c: Coordinator, signer: signing.DeviceSigner) -> float | None:
                        headers={"Authorization": auth, "Content-Type": "application/json"})
     except httpx.HTTPError:
         return None
-    return time.time() if r.status_code == 200 and r.json()["counted"] else None
+    if r.status_code != 200 or not r.json()["counted"]:
+        return None
+    body = r.json()
+    return body["epoch"] * SLOTS_PER_EPOCH + body["slot"], time.time()
 
 
 def _stored_slots(db: Database) -> set[int]:
@@ -141,14 +146,13 @@ def _stored_slots(db: Database) -> set[int]:
     return {c * CHUNK_SLOTS + i for c, bits in rows for i in range(CHUNK_SLOTS) if bits >> i & 1}
 
 
-def _run_beats(c: Coordinator, signer: signing.DeviceSigner, seconds: float,
-               genesis: int) -> dict[int, float]:
+def _run_beats(c: Coordinator, signer: signing.DeviceSigner, seconds: float) -> dict[int, float]:
     acked: dict[int, float] = {}  # global slot -> last acknowledged heartbeat time
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        t = _beat(c, signer)
-        if t is not None:
-            acked[int(t - genesis)] = t  # one-second slots from genesis
+        got = _beat(c, signer)
+        if got is not None:
+            acked[got[0]] = got[1]
         time.sleep(0.1)
     return acked
 
@@ -166,7 +170,7 @@ def test_sigkill_loses_at_most_one_flush_interval_and_closes_pay_once(
     try:
         coordinator.start()
         _device, signer = _enroll_verified(coordinator, db)
-        acked = _run_beats(coordinator, signer, 4.0, genesis)
+        acked = _run_beats(coordinator, signer, 4.0)
         killed_at = time.time()
         coordinator.stop(signal.SIGKILL)
         stored = _stored_slots(db)
@@ -178,7 +182,7 @@ def test_sigkill_loses_at_most_one_flush_interval_and_closes_pay_once(
         assert len(lost) <= FLUSH_S + 2
         # Restart, beat on, and stop cleanly: the final flush keeps everything.
         coordinator.start()
-        acked2 = _run_beats(coordinator, signer, 2.5, genesis)
+        acked2 = _run_beats(coordinator, signer, 2.5)
         coordinator.stop(signal.SIGTERM)
         assert set(acked2) <= _stored_slots(db)
 
