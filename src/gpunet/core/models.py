@@ -7,9 +7,11 @@ touches hostile input (T4), so they reject rather than sanitise.
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from gpunet.core.errors import InvalidInput
 
 
 class DeviceStatus(enum.StrEnum):
@@ -81,3 +83,17 @@ class HardwareClaim(Strict):
     pci_bus_id: PciBusId
     driver_version: VersionText
     host_fingerprint: HostFingerprint
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_json(model: type[M], body: bytes) -> M:
+    """Hostile JSON into `model`, or InvalidInput naming (at most five) bad fields."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidInput(f"the request is not valid: {problems}"[:500]) from exc

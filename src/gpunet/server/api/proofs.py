@@ -6,13 +6,14 @@ Bodies are parsed here from the raw, signed bytes with the core models' own JSON
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from gpunet.core.errors import InvalidInput, Unauthenticated
+from gpunet.core.models import parse_json
 from gpunet.core.pog import (
     Challenge,
     Commitment,
@@ -31,7 +32,6 @@ from gpunet.server.services.attestation import Attested, attestation_nonce
 router = APIRouter(prefix="/api/v1/worker/challenge", tags=["proof of GPU"])
 ChallengeIdParam = Annotated[str, Path(pattern=r"^pog_[a-z2-7]{24}$")]
 Body = Annotated[bytes, Depends(raw_body)]
-M = TypeVar("M", bound=BaseModel)
 
 
 class CommitmentIn(BaseModel):
@@ -55,16 +55,6 @@ class VerdictOut(BaseModel):
 class CommitmentOut(BaseModel):
     openings: OpeningRequest | None
     verdict: VerdictOut | None
-
-
-def _parse(model: type[M], body: bytes) -> M:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise InvalidInput(f"the request is not valid: {problems}"[:500]) from exc
 
 
 def _device(ctx: Ctx) -> Device:
@@ -112,7 +102,7 @@ def next_challenge(ctx: DeviceCtx, st: State) -> Response:
     openapi_extra=_body_schema(CommitmentIn),
 )
 def commit(challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State) -> Response:
-    data = _parse(CommitmentIn, body)
+    data = parse_json(CommitmentIn, body)
     device = _device(ctx)
     ueid = None
     if data.attestation is not None:
@@ -146,7 +136,7 @@ def commit(challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State
 def open_rows(
     challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State
 ) -> JSONResponse | Response:
-    response = _parse(OpeningResponse, body)
+    response = parse_json(OpeningResponse, body)
     device = _device(ctx)
     verdict = proofs.accept_openings(
         ctx.session,

@@ -10,10 +10,10 @@ import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import select
 
 from gpunet.core.errors import InvalidInput, Unauthenticated
+from gpunet.core.models import parse_json
 from gpunet.core.pog import Challenge, Failure, OpeningRequest, OpeningResponse, Verdict
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.proofs import CommitmentIn
@@ -74,16 +74,6 @@ def deliver(state: AppState, device_pk: int) -> Challenge | None:
         return proofs.deliver(session, device, now=now, policy=state.proof_policy)
 
 
-def _parse(model: type[Any], body: bytes) -> Any:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise InvalidInput(f"not valid: {problems}"[:500]) from exc
-
-
 def _device(session: Any, device_pk: int, now: dt.datetime) -> Device:
     device = session.get(Device, device_pk, with_for_update=True)
     if device is None:
@@ -94,7 +84,7 @@ def _device(session: Any, device_pk: int, now: dt.datetime) -> Device:
 
 def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str, Any]]:
     """("open", OpeningRequest JSON) or ("verdict", verdict) for a commitment."""
-    data = _parse(CommitmentIn, body)
+    data = parse_json(CommitmentIn, body)
     challenge_id = data.commitment.challenge_id
     with state.database.transaction() as session:
         now = state.clock.now()
@@ -109,8 +99,14 @@ def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str,
                 raise InvalidInput(f"attestation refused: {attested.reason}")
             ueid = attested.ueid
         result = proofs.accept_commitment(
-            session, device, challenge_id, data.commitment, data.hardware,
-            now=now, policy=state.proof_policy, attested_ueid=ueid,
+            session,
+            device,
+            challenge_id,
+            data.commitment,
+            data.hardware,
+            now=now,
+            policy=state.proof_policy,
+            attested_ueid=ueid,
         )
         if isinstance(result, OpeningRequest):
             return "open", {"body": result.model_dump_json().encode()}
@@ -118,13 +114,18 @@ def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str,
 
 
 def open_rows(state: AppState, device_pk: int, body: bytes) -> dict[str, Any]:
-    response = _parse(OpeningResponse, body)
+    response = parse_json(OpeningResponse, body)
     with state.database.transaction() as session:
         now = state.clock.now()
         device = _device(session, device_pk, now)
         result = proofs.accept_openings(
-            session, device, response.challenge_id, response,
-            now=now, policy=state.proof_policy, catalog=state.catalog,
+            session,
+            device,
+            response.challenge_id,
+            response,
+            now=now,
+            policy=state.proof_policy,
+            catalog=state.catalog,
         )
         return verdict(response.challenge_id, result, device)
 
