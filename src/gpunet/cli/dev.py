@@ -135,7 +135,10 @@ def up(port: int, agents: int, state: str) -> None:
             homes.append((root / "agent-0", []))
             click.echo(f"found {len(found.gpus)} GPU(s): one agent for them")
         else:
-            click.echo(f"no GPU here ({found.explain()}): starting {agents} cpu-dev agents")
+            click.echo(
+                f"no GPU found here: starting {agents} cpu-dev agents "
+                "(the development profile; never reward-eligible in production)"
+            )
             homes += [(root / f"agent-{i}", ["--cpu-dev", "1"]) for i in range(agents)]
         for home, extra in homes:
             agent_env = {**env, "GPUNET_HOME": str(home)}
