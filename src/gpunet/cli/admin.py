@@ -227,12 +227,7 @@ def rollcall(fraction: float) -> None:
 
     settings = load_settings()
     db = open_database(settings)
-    policy = ProofPolicy(
-        delivery_grace_s=settings.challenge_delivery_grace_s,
-        spot_check_mean_s=settings.spot_check_mean_s,
-        retry_after_failure_s=settings.retry_after_failure_s,
-        development=settings.development,
-    )
+    policy = ProofPolicy.from_settings(settings)
     with db.transaction() as session:
         n = proof_schedule.rollcall(
             session,

@@ -125,12 +125,7 @@ def create_app(
         oidc=oidc,
         catalog=catalog,
         attestation=attestation or NoAttestation(),
-        proof_policy=ProofPolicy(
-            delivery_grace_s=settings.challenge_delivery_grace_s,
-            spot_check_mean_s=settings.spot_check_mean_s,
-            retry_after_failure_s=settings.retry_after_failure_s,
-            development=settings.development,
-        ),
+        proof_policy=ProofPolicy.from_settings(settings),
         counters_factory=(lambda _s: redis_counters) if redis_counters else DatabaseCounters,
         uptime=UptimeRecorder(reward_config.schedule.clock),
         rewards=reward_config,

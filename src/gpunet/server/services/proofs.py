@@ -50,6 +50,7 @@ from gpunet.server.db.tables import Challenge as ChallengeRow
 from gpunet.server.db.tables import Device, DeviceEvent
 from gpunet.server.security.principal import Principal
 from gpunet.server.services.device_status import switch_device_status
+from gpunet.server.settings import Settings
 
 OPEN, COMMITTED, PASSED, FAILED, MISSED = "open", "committed", "passed", "failed", "missed"
 OUTSTANDING = (OPEN, COMMITTED)
@@ -80,6 +81,15 @@ class ProofPolicy:
     spot_check_mean_s: float = 6 * 3600.0
     retry_after_failure_s: float = 60.0
     development: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProofPolicy:
+        return cls(
+            delivery_grace_s=settings.challenge_delivery_grace_s,
+            spot_check_mean_s=settings.spot_check_mean_s,
+            retry_after_failure_s=settings.retry_after_failure_s,
+            development=settings.development,
+        )
 
 
 def claim_of(device: Device) -> HardwareClaim:
