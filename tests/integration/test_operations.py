@@ -271,3 +271,20 @@ def test_redis_counters_are_shared_by_replicas(net: Net) -> None:
     with net.database.read() as s:
         keys = s.execute(select(RateCounter.key)).scalars().all()
     assert not [k for k in keys if address in k]  # counted in Redis, not the database
+
+
+def test_blocking_an_owner_blocks_their_devices_too(net: Net, database_url: str) -> None:
+    from gpunet.server.db.tables import Owner
+
+    a, b = net.register(), net.register()
+    [da] = net.enroll(a)
+    [db] = net.enroll(b)
+    with net.database.read() as s:
+        owner_a = s.execute(select(Owner.id).where(Owner.email == a.email)).scalar_one()
+    r = run_cli(
+        database_url, "admin", "block", "principal", f"owner:{owner_a}", "--reason", "farming fakes"
+    )
+    assert r.exit_code == 0, r.output
+    assert net.signed(da, "GET", "/api/v1/worker/device").status_code == 403
+    assert net.client.get("/api/v1/devices", headers=a.headers).status_code == 403
+    assert net.signed(db, "GET", "/api/v1/worker/device").status_code == 200

@@ -94,6 +94,16 @@ def tighter_limit(kind: str) -> Callable[..., Awaitable[None]]:
     return _mark
 
 
+def _load_blocks(request: Request, session: Session) -> None:
+    """Read the active blocks once per request; the credential checks reuse them."""
+    request.state.gpunet_blocks = list(blocks.active(session))
+
+
+def _check_principal_blocks(request: Request, *keys: str) -> None:
+    for key in keys:
+        blocks.check(request.state.gpunet_blocks, address=None, principal_key=key)
+
+
 def guard(request: Request, st: State, address: Address) -> None:
     """Operator blocks and per-address limits, before any credential or transaction.
 
@@ -102,7 +112,8 @@ def guard(request: Request, st: State, address: Address) -> None:
     """
     if request.method in ("GET", "HEAD", "OPTIONS") or address is None:
         with st.database.read() as session:
-            blocks.check(blocks.active(session), address=address, principal_key=None)
+            _load_blocks(request, session)
+            blocks.check(request.state.gpunet_blocks, address=address, principal_key=None)
         return
     s = st.settings
     limits = [("addr-write", s.address_writes_per_window)]
@@ -113,7 +124,8 @@ def guard(request: Request, st: State, address: Address) -> None:
         limits.append(("addr-login", s.address_logins_per_window))
     now = st.clock.now()
     with st.database.transaction() as session:
-        blocks.check(blocks.active(session), address=address, principal_key=None)
+        _load_blocks(request, session)
+        blocks.check(request.state.gpunet_blocks, address=address, principal_key=None)
         counters = st.counters_factory(session)
         for key, limit in limits:
             ratelimit.enforce(counters, f"{key}:{address}", limit, now, s.rate_window_s)
@@ -190,7 +202,7 @@ def owner(scope: Scope) -> Callable[..., Ctx]:
         except Unauthenticated:
             st.metrics.auth_failures.labels(_endpoint(request), "owner").inc()
             raise
-        blocks.check(blocks.active(session), address=None, principal_key=principal.key)
+        _check_principal_blocks(request, principal.key)
         if scope not in principal.scopes:
             raise Forbidden(f"this token lacks the '{scope.value}' scope")
         request.state.principal_kind = "owner"
@@ -226,7 +238,8 @@ def device(
     except Unauthenticated:
         st.metrics.auth_failures.labels(_endpoint(request), "device").inc()
         raise
-    blocks.check(blocks.active(session), address=None, principal_key=principal.key)
+    # A blocked owner's devices are blocked too, as on the control channel.
+    _check_principal_blocks(request, principal.key, f"owner:{principal.owner_id}")
     request.state.principal_kind = "device"
     return Ctx(session, st.settings, now, principal, address, st.counters_factory(session))
 

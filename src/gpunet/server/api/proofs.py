@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from gpunet.core.errors import InvalidInput, Unauthenticated
 from gpunet.core.models import parse_json
 from gpunet.core.pog import (
     Challenge,
@@ -27,7 +26,6 @@ from gpunet.server.api.deps import DeviceCtx, State, raw_body
 from gpunet.server.context import Ctx
 from gpunet.server.db.tables import Device
 from gpunet.server.services import proofs
-from gpunet.server.services.attestation import Attested, attestation_nonce
 
 router = APIRouter(prefix="/api/v1/worker/challenge", tags=["proof of GPU"])
 ChallengeIdParam = Annotated[str, Path(pattern=r"^pog_[a-z2-7]{24}$")]
@@ -57,12 +55,9 @@ class CommitmentOut(BaseModel):
     verdict: VerdictOut | None
 
 
-def _device(ctx: Ctx) -> Device:
-    device = ctx.session.get(Device, ctx.actor.device_id, with_for_update=True)
-    if device is None:
-        raise Unauthenticated("unknown device")
-    device.last_seen_at = ctx.now
-    return device
+def _pk(ctx: Ctx) -> int:
+    assert ctx.actor.device_id is not None  # DeviceCtx guarantees a device principal
+    return ctx.actor.device_id
 
 
 def _verdict(verdict: Verdict, device: Device) -> VerdictOut:
@@ -89,7 +84,7 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 @router.get("", responses={200: {"model": Challenge}, 204: {"description": "nothing to prove"}})
 def next_challenge(ctx: DeviceCtx, st: State) -> Response:
     """The device's outstanding challenge; the budget runs from this first delivery."""
-    device = _device(ctx)
+    device = proofs.speaking_device(ctx.session, _pk(ctx), ctx.now)
     challenge = proofs.deliver(ctx.session, device, now=ctx.now, policy=st.proof_policy)
     if challenge is None:
         return Response(status_code=204)
@@ -103,16 +98,7 @@ def next_challenge(ctx: DeviceCtx, st: State) -> Response:
 )
 def commit(challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State) -> Response:
     data = parse_json(CommitmentIn, body)
-    device = _device(ctx)
-    ueid = None
-    if data.attestation is not None:
-        seed = proofs.challenge_seed(ctx.session, device, challenge_id)
-        attested = st.attestation.verify(
-            data.attestation, attestation_nonce(seed), gpu_uuid=device.gpu_uuid
-        )
-        if not isinstance(attested, Attested):
-            raise InvalidInput(f"attestation refused: {attested.reason}")
-        ueid = attested.ueid
+    device = proofs.speaking_device(ctx.session, _pk(ctx), ctx.now)
     result = proofs.accept_commitment(
         ctx.session,
         device,
@@ -121,7 +107,8 @@ def commit(challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State
         data.hardware,
         now=ctx.now,
         policy=st.proof_policy,
-        attested_ueid=ueid,
+        attestation=data.attestation,
+        verifier=st.attestation,
     )
     if isinstance(result, Failure):
         return _json(CommitmentOut(openings=None, verdict=_verdict(result, device)))
@@ -137,7 +124,7 @@ def open_rows(
     challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State
 ) -> JSONResponse | Response:
     response = parse_json(OpeningResponse, body)
-    device = _device(ctx)
+    device = proofs.speaking_device(ctx.session, _pk(ctx), ctx.now)
     verdict = proofs.accept_openings(
         ctx.session,
         device,

@@ -46,7 +46,9 @@ def epoch_out(row: RewardEpoch) -> r.EpochOut:
 
 def incident_out(w: IncidentWindowRow) -> r.IncidentOut:
     return r.IncidentOut(
-        starts_at=w.starts_at, ends_at=w.ends_at, reason=w.reason,
+        starts_at=w.starts_at,
+        ends_at=w.ends_at,
+        reason=w.reason,
         declared_at=w.declared_at,
     )
 
@@ -147,7 +149,10 @@ def payouts(
 
 @public.get("/epochs/{epoch}/proofs/{wallet}", response_model=r.ProofOut)
 def payout_proof(
-    epoch: r.EpochParam, wallet: r.WalletParam, session: ReadSession, st: State,
+    epoch: r.EpochParam,
+    wallet: r.WalletParam,
+    session: ReadSession,
+    st: State,
     response: Response,
 ) -> r.ProofOut:
     row = rewards.get(session, epoch)

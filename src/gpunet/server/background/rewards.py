@@ -19,9 +19,7 @@ log = logging.getLogger("gpunet.background.rewards")
 MAX_PER_TICK = 24
 
 
-def close_once(
-    database: Database, config: RewardConfig, clock: Clock, keep_days: int
-) -> list[int]:
+def close_once(database: Database, config: RewardConfig, clock: Clock, keep_days: int) -> list[int]:
     now = clock.now()
     done = rewards.close_due(database, config, now=now, limit=MAX_PER_TICK)
     rewards.prune_uptime(database, config, now=now, keep_days=keep_days)
@@ -30,7 +28,12 @@ def close_once(
 
 class EpochCloser:
     def __init__(
-        self, database: Database, config: RewardConfig, clock: Clock, *, tick_s: float,
+        self,
+        database: Database,
+        config: RewardConfig,
+        clock: Clock,
+        *,
+        tick_s: float,
         keep_days: int,
     ) -> None:
         self._database = database

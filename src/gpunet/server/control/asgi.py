@@ -32,8 +32,11 @@ def create_app_with_control(
     async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
         async with inner(application) as value:
             server = await start_control_server(
-                application.state.gpunet, host=control.host, port=control.port,
-                settings=control, reuse_port=True,
+                application.state.gpunet,
+                host=control.host,
+                port=control.port,
+                settings=control,
+                reuse_port=True,
             )
             application.state.control = server
             try:

@@ -60,8 +60,13 @@ def authenticate_many(
             rows.update(
                 (r.public_id, r)
                 for r in session.execute(
-                    select(Device.id, Device.public_id, Device.public_key, Device.status,
-                           Device.owner_id).where(Device.public_id.in_(ids[i : i + _CHUNK]))
+                    select(
+                        Device.id,
+                        Device.public_id,
+                        Device.public_key,
+                        Device.status,
+                        Device.owner_id,
+                    ).where(Device.public_id.in_(ids[i : i + _CHUNK]))
                 )
             )
         for request, result in zip(requests, results, strict=True):
@@ -90,8 +95,11 @@ def authenticate(
 
 
 def _judge(
-    request: AuthRequest, result: AuthResult, rows: Mapping[str, Any],
-    active: Sequence[Block], server_id: str,
+    request: AuthRequest,
+    result: AuthResult,
+    rows: Mapping[str, Any],
+    active: Sequence[Block],
+    server_id: str,
 ) -> None:
     try:
         blocks.check(active, address=request.address, principal_key=None)

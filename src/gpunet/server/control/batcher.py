@@ -51,8 +51,11 @@ class AuthBatcher:
             self.batches += 1
             try:
                 results = await asyncio.to_thread(
-                    authenticate_many, self._database, server_id=self._server_id,
-                    requests=requests, now=self._clock.now(),
+                    authenticate_many,
+                    self._database,
+                    server_id=self._server_id,
+                    requests=requests,
+                    now=self._clock.now(),
                 )
             except Exception as exc:
                 for _, fut in batch:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gpunet.core.errors import InvalidInput, Unauthenticated
+from gpunet.core.errors import Unauthenticated
 from gpunet.core.models import parse_json
 from gpunet.core.pog import Challenge, Failure, OpeningRequest, OpeningResponse, Verdict
 from gpunet.server.api.deps import AppState
@@ -20,7 +20,6 @@ from gpunet.server.api.proofs import CommitmentIn
 from gpunet.server.db.tables import Challenge as ChallengeRow
 from gpunet.server.db.tables import Device
 from gpunet.server.services import proofs
-from gpunet.server.services.attestation import Attested, attestation_nonce
 
 _CHUNK = 500
 
@@ -66,20 +65,12 @@ def status_changes(state: AppState, since: dt.datetime) -> list[tuple[int, str]]
 def deliver(state: AppState, device_pk: int) -> Challenge | None:
     """Hand out the device's open challenge (its budget starts now), or None."""
     with state.database.transaction() as session:
-        device = session.get(Device, device_pk, with_for_update=True)
-        if device is None:
-            return None
         now = state.clock.now()
-        device.last_seen_at = now
+        try:
+            device = proofs.speaking_device(session, device_pk, now)
+        except Unauthenticated:
+            return None
         return proofs.deliver(session, device, now=now, policy=state.proof_policy)
-
-
-def _device(session: Any, device_pk: int, now: dt.datetime) -> Device:
-    device = session.get(Device, device_pk, with_for_update=True)
-    if device is None:
-        raise Unauthenticated("unknown device")
-    device.last_seen_at = now
-    return device
 
 
 def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str, Any]]:
@@ -88,16 +79,7 @@ def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str,
     challenge_id = data.commitment.challenge_id
     with state.database.transaction() as session:
         now = state.clock.now()
-        device = _device(session, device_pk, now)
-        ueid = None
-        if data.attestation is not None:
-            seed = proofs.challenge_seed(session, device, challenge_id)
-            attested = state.attestation.verify(
-                data.attestation, attestation_nonce(seed), gpu_uuid=device.gpu_uuid
-            )
-            if not isinstance(attested, Attested):
-                raise InvalidInput(f"attestation refused: {attested.reason}")
-            ueid = attested.ueid
+        device = proofs.speaking_device(session, device_pk, now)
         result = proofs.accept_commitment(
             session,
             device,
@@ -106,7 +88,8 @@ def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str,
             data.hardware,
             now=now,
             policy=state.proof_policy,
-            attested_ueid=ueid,
+            attestation=data.attestation,
+            verifier=state.attestation,
         )
         if isinstance(result, OpeningRequest):
             return "open", {"body": result.model_dump_json().encode()}
@@ -117,7 +100,7 @@ def open_rows(state: AppState, device_pk: int, body: bytes) -> dict[str, Any]:
     response = parse_json(OpeningResponse, body)
     with state.database.transaction() as session:
         now = state.clock.now()
-        device = _device(session, device_pk, now)
+        device = proofs.speaking_device(session, device_pk, now)
         result = proofs.accept_openings(
             session,
             device,

@@ -71,8 +71,12 @@ class ControlServer:
     ) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ServerSession(self), host, self.settings.port if port is None else port,
-            reuse_port=reuse_port or None, ssl=ssl, backlog=4096,
+            lambda: ServerSession(self),
+            host,
+            self.settings.port if port is None else port,
+            reuse_port=reuse_port or None,
+            ssl=ssl,
+            backlog=4096,
         )
         self._push = asyncio.get_running_loop().create_task(self._push_loop())
         log.info("control channel listening on %s:%d", host, self.port)
@@ -208,8 +212,11 @@ class ControlServer:
             if public_id is None:
                 continue
             session.send(
-                {"t": "challenge", "device": public_id,
-                 "body": challenge.model_dump_json().encode()}
+                {
+                    "t": "challenge",
+                    "device": public_id,
+                    "body": challenge.model_dump_json().encode(),
+                }
             )
             pushed += 1
         self.stats.challenges_pushed += pushed

@@ -39,9 +39,23 @@ class CommandFailed(RuntimeError):
 class ServerSession(asyncio.Protocol):
     # Slots: a coordinator holds tens of thousands of these; every byte counts per host.
     __slots__ = (
-        "_authing", "_decoder", "_nonce", "_pending", "_tasks", "_timer", "address",
-        "agent_version", "close_reason", "closed", "counted", "devices", "id", "last_rx",
-        "server", "transport", "verified",
+        "_authing",
+        "_decoder",
+        "_nonce",
+        "_pending",
+        "_tasks",
+        "_timer",
+        "address",
+        "agent_version",
+        "close_reason",
+        "closed",
+        "counted",
+        "devices",
+        "id",
+        "last_rx",
+        "server",
+        "transport",
+        "verified",
     )
 
     def __init__(self, server: ControlServer) -> None:
@@ -183,8 +197,12 @@ class ServerSession(asyncio.Protocol):
         self.set_verified(result.verified)
         self.send(
             Welcome(
-                protocol, self.id, tuple(result.accepted), tuple(result.refused),
-                srv.settings.heartbeat_s, upgrade,
+                protocol,
+                self.id,
+                tuple(result.accepted),
+                tuple(result.refused),
+                srv.settings.heartbeat_s,
+                upgrade,
             ).wire()
         )
         if not result.accepted:
@@ -200,15 +218,23 @@ class ServerSession(asyncio.Protocol):
             elif kind == "auth":
                 self._begin_auth(msg)
             else:
-                raise ProtocolError("expected auth" if not self._authing
-                                    else "wait for the welcome before sending anything else")
+                raise ProtocolError(
+                    "expected auth"
+                    if not self._authing
+                    else "wait for the welcome before sending anything else"
+                )
             return
         if kind == "hb":
             self.server.heartbeat(self, control.heartbeat_devices(msg))
         elif kind == "ping":
             ts = msg.get("ts")
-            self.send({"t": "pong", "id": _small(msg.get("id")),
-                       "ts": ts if isinstance(ts, int | float) else None})
+            self.send(
+                {
+                    "t": "pong",
+                    "id": _small(msg.get("id")),
+                    "ts": ts if isinstance(ts, int | float) else None,
+                }
+            )
         elif kind == "commitment":
             self._spawn(self._proof(msg, relay_commit=True))
         elif kind == "openings":

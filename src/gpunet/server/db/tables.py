@@ -168,6 +168,8 @@ class Challenge(Base):
     profile: Mapped[str] = mapped_column(String(48))
     body: Mapped[str] = mapped_column(Text)  # the Challenge message as sent (JSON)
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The deadline of the pending step: the commitment while open, the openings once
+    # committed (set anew at commitment). `expire` reads only this.
     deadline: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     committed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -40,7 +40,10 @@ def declare(
         raise InvalidInput("incident bounds are whole seconds")
     IncidentWindow(int(starts_at.timestamp()), int(ends_at.timestamp()), reason)  # validates
     row = IncidentWindowRow(
-        starts_at=starts_at, ends_at=ends_at, reason=reason, declared_at=now,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        reason=reason,
+        declared_at=now,
         declared_by=actor.key[:64],
     )
     session.add(row)
@@ -72,9 +75,9 @@ def closed_epochs_overlapping(
     )
 
 
-def listing(session: Session, *, limit: int = 100, before_id: int | None = None) -> Sequence[
-    IncidentWindowRow
-]:
+def listing(
+    session: Session, *, limit: int = 100, before_id: int | None = None
+) -> Sequence[IncidentWindowRow]:
     q = select(IncidentWindowRow).order_by(IncidentWindowRow.id.desc()).limit(limit)
     if before_id is not None:
         q = q.where(IncidentWindowRow.id < before_id)

@@ -21,10 +21,10 @@ import random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gpunet.core.errors import Conflict, NotFound
+from gpunet.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from gpunet.core.models import DeviceStatus, HardwareClaim
 from gpunet.core.pog import (
     Catalog,
@@ -49,6 +49,12 @@ from gpunet.core.pog import (
 from gpunet.server.db.tables import Challenge as ChallengeRow
 from gpunet.server.db.tables import Device, DeviceEvent
 from gpunet.server.security.principal import Principal
+from gpunet.server.services.attestation import (
+    AttestationVerifier,
+    Attested,
+    NoAttestation,
+    attestation_nonce,
+)
 from gpunet.server.services.device_status import switch_device_status
 from gpunet.server.settings import Settings
 
@@ -178,8 +184,13 @@ def miss(row: ChallengeRow, device: Device, *, now: dt.datetime) -> None:
     device.next_check_at = now
 
 
-def challenge_seed(session: Session, device: Device, challenge_id: str) -> bytes:
-    return Challenge.model_validate_json(_mine(session, device.id, challenge_id).body).seed
+def speaking_device(session: Session, device_pk: int, now: dt.datetime) -> Device:
+    """The device taking part in an exchange, locked; it was just heard from."""
+    device = session.get(Device, device_pk, with_for_update=True)
+    if device is None:
+        raise Unauthenticated("unknown device")
+    device.last_seen_at = now
+    return device
 
 
 def deliver(
@@ -210,12 +221,22 @@ def accept_commitment(
     *,
     now: dt.datetime,
     policy: ProofPolicy,
-    attested_ueid: str | None = None,
+    attestation: bytes | None = None,
+    verifier: AttestationVerifier | None = None,
 ) -> OpeningRequest | Failure:
     row = _mine(session, device.id, challenge_id)
     if row.outcome != OPEN or row.delivered_at is None:
         raise Conflict("this challenge is not waiting for a commitment")
     msg = Challenge.model_validate_json(row.body)
+    attested_ueid = None
+    if attestation is not None:
+        # Bound to this challenge's seed: a report made for another challenge is refused.
+        attested = (verifier or NoAttestation()).verify(
+            attestation, attestation_nonce(msg.seed), gpu_uuid=device.gpu_uuid
+        )
+        if not isinstance(attested, Attested):
+            raise InvalidInput(f"attestation refused: {attested.reason}")
+        attested_ueid = attested.ueid
     elapsed = (now - row.delivered_at).total_seconds()
     verdict = check_commitment_shape(msg, commitment)
     if verdict:
@@ -241,6 +262,9 @@ def accept_commitment(
     row.commitment = commitment.model_dump_json()
     row.committed_at = now
     row.outcome = COMMITTED
+    # From now on the pending step is the openings: they have their own, shorter budget
+    # (plus the delivery grace as slack for the request in flight).
+    row.deadline = now + dt.timedelta(seconds=msg.open_budget_s + policy.delivery_grace_s)
     return plan_openings(msg, secret).request()
 
 
@@ -378,40 +402,26 @@ def apply_verdict(
 
 
 def expire(session: Session, *, now: dt.datetime, policy: ProofPolicy, limit: int = 1000) -> int:
-    """Fail challenges whose time ran out with no answer (a missed check is a failed one).
+    """Close challenges whose pending step ran out of time.
 
-    A committed challenge waits for its openings as long as its own opening budget (plus
-    the delivery grace as slack for the request in flight), not a moment longer, so a
-    lost answer never blocks the device's next challenge for long.
+    Never received (the device was offline): void, see `miss`. Received and not
+    committed, or committed and not opened: a failed check.
     """
-    slack = dt.timedelta(seconds=policy.delivery_grace_s)
-    candidates = (
+    rows = (
         session.execute(
             select(ChallengeRow)
-            .where(
-                or_(
-                    and_(ChallengeRow.outcome == OPEN, ChallengeRow.deadline < now),
-                    ChallengeRow.outcome == COMMITTED,
-                )
-            )
+            .where(ChallengeRow.outcome.in_(OUTSTANDING), ChallengeRow.deadline < now)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         .scalars()
         .all()
     )
-    expired = 0
-    for row in candidates:
-        if row.outcome == COMMITTED:
-            assert row.committed_at is not None
-            budget = Challenge.model_validate_json(row.body).open_budget_s
-            if row.committed_at + dt.timedelta(seconds=budget) + slack >= now:
-                continue
+    for row in rows:
         device = session.get(Device, row.device_id, with_for_update=True)
         assert device is not None
         if row.outcome == OPEN and row.delivered_at is None:
             miss(row, device, now=now)
-            expired += 1
             continue
         what = "openings" if row.outcome == COMMITTED else "commitment"
         finish(
@@ -422,8 +432,7 @@ def expire(session: Session, *, now: dt.datetime, policy: ProofPolicy, limit: in
             now=now,
             policy=policy,
         )
-        expired += 1
-    return expired
+    return len(rows)
 
 
 def verdict_json(verdict: Verdict) -> dict[str, object]:

@@ -39,7 +39,8 @@ def exact_weight(value: float) -> Fraction:
 
 def catalog_weights(catalog: Catalog, *, development: bool) -> dict[str, Fraction]:
     return {
-        p.key: exact_weight(p.reward_weight) if reward_eligible(p, development=development)
+        p.key: exact_weight(p.reward_weight)
+        if reward_eligible(p, development=development)
         else Fraction(0)
         for p in catalog.models
     }

@@ -56,18 +56,21 @@ WHERE u.chunk BETWEEN :lo AND :hi AND d.profile IS NOT NULL
 """
 # Verified since before the bits we read: the fast path (one row per device).
 _STEADY = (
-    "SELECT u.device_id, u.bits, d.profile, o.wallet_address, d.public_id" + _FROM
+    "SELECT u.device_id, u.bits, d.profile, o.wallet_address, d.public_id"
+    + _FROM
     + " AND d.status = :verified AND d.status_changed_at <= :since"
 )
 # The same devices when the epoch spans chunks or windows look back (rows per chunk).
 _STEADY_CHUNKS = (
-    "SELECT u.device_id, u.chunk, u.bits, d.profile, o.wallet_address, d.public_id" + _FROM
+    "SELECT u.device_id, u.chunk, u.bits, d.profile, o.wallet_address, d.public_id"
+    + _FROM
     + " AND d.status = :verified AND d.status_changed_at <= :since"
 )
 # Devices whose status changed: the exact rules, with their status history.
 _EXACT = (
     "SELECT u.device_id, u.chunk, u.bits, d.status, d.profile, o.wallet_address, d.public_id"
-    + _FROM + " AND d.status_changed_at > :since"
+    + _FROM
+    + " AND d.status_changed_at > :since"
 )
 _FORFEITS = (
     text(
@@ -89,8 +92,7 @@ def _raw_rows(session: Session, sql: str, params: dict[str, object]) -> Iterator
     conn = session.connection()
     raw: Any = conn.connection.driver_connection
     if conn.dialect.name == "sqlite":
-        bound = {k: _sqlite_time(v) if isinstance(v, dt.datetime) else v
-                 for k, v in params.items()}
+        bound = {k: _sqlite_time(v) if isinstance(v, dt.datetime) else v for k, v in params.items()}
         cur = raw.execute(sql, bound)  # sqlite3 takes :name parameters as written
     else:
         cur = raw.cursor()
@@ -144,7 +146,10 @@ def credit_range(clock: EpochClock, policy: IncidentPolicy, w: IncidentWindow) -
 
 
 def relevant_windows(
-    clock: EpochClock, policy: IncidentPolicy, e_first: int, e_last: int,
+    clock: EpochClock,
+    policy: IncidentPolicy,
+    e_first: int,
+    e_last: int,
     windows: list[IncidentWindow],
 ) -> list[IncidentWindow]:
     """Windows whose credit reaches into the epoch, plus the earlier ones they chain from
@@ -194,8 +199,11 @@ def _forfeits(session: Session, clock: EpochClock, epoch: int) -> dict[int, list
     for device_id, failed, since in session.execute(_FORFEITS, {"start": start, "end": end}):
         failed_s = math.floor(failed.timestamp())
         # Never passed: everything of the epoch up to the failure goes.
-        pass_s = (math.floor(since.timestamp()) if since is not None
-                  else clock.epoch_start(epoch) - clock.slot_seconds)
+        pass_s = (
+            math.floor(since.timestamp())
+            if since is not None
+            else clock.epoch_start(epoch) - clock.slot_seconds
+        )
         out.setdefault(device_id, []).append(Forfeit(min(pass_s, failed_s), failed_s))
     return out
 
@@ -253,8 +261,13 @@ def device_uptimes(
     end = dt.datetime.fromtimestamp(clock.slot_start(p.e_last), dt.UTC)
     forfeits = _forfeits(session, clock, p.epoch)
     one = " AND d.id = :device" if device_id is not None else ""
-    params: dict[str, object] = {"since": since, "lo": lo, "hi": hi, "verified": VERIFIED,
-                                 "device": device_id}
+    params: dict[str, object] = {
+        "since": since,
+        "lo": lo,
+        "hi": hi,
+        "verified": VERIFIED,
+        "device": device_id,
+    }
     # The fast path needs one row per device: the epoch lies inside one chunk and no
     # incident window reaches into it (windows send every device through the rules).
     steady = lo == hi and not p.windows
@@ -268,8 +281,13 @@ def device_uptimes(
             if not weights.get(profile):
                 continue
             if dev in forfeits:
-                slow[dev] = _Slow(VERIFIED, profile, payout_wallet(wallet, public_id), True,
-                                  place(lo, bits, p.first, width))
+                slow[dev] = _Slow(
+                    VERIFIED,
+                    profile,
+                    payout_wallet(wallet, public_id),
+                    True,
+                    place(lo, bits, p.first, width),
+                )
                 continue
             got = (bits << shift if shift >= 0 else bits >> -shift) & mask
             if got:
@@ -309,10 +327,18 @@ def device_uptimes(
             key = bitmap & looked
             extra = credit.get(key)
             if extra is None:
-                extra = credit[key] = incident_credit(
-                    clock, p.epoch, _per_epoch(clock, key, p.first, p.epoch), steady_changes,
-                    p.windows, policy,
-                ) if p.windows else 0
+                extra = credit[key] = (
+                    incident_credit(
+                        clock,
+                        p.epoch,
+                        _per_epoch(clock, key, p.first, p.epoch),
+                        steady_changes,
+                        p.windows,
+                        policy,
+                    )
+                    if p.windows
+                    else 0
+                )
             got = ((bitmap >> offset) & mask) | extra
             if got:
                 totals.devices += 1
@@ -334,8 +360,13 @@ def device_uptimes(
     for dev, s in slow.items():
         changes = s.changes if not s.stable else [StatusChange(since_s, DeviceStatus(s.status))]
         got = device_uptime(
-            clock, p.epoch, _per_epoch(clock, s.bitmap, p.first, p.epoch), changes,
-            windows=p.windows, forfeits=forfeits.get(dev, ()), policy=policy,
+            clock,
+            p.epoch,
+            _per_epoch(clock, s.bitmap, p.first, p.epoch),
+            changes,
+            windows=p.windows,
+            forfeits=forfeits.get(dev, ()),
+            policy=policy,
         )
         if got:
             totals.devices += 1

@@ -72,9 +72,12 @@ def my_payouts(
     if row is None:
         return None, {}
     wallet = session.execute(select(Owner.wallet_address).where(Owner.id == owner_id)).scalar()
-    wallets = [UNSET_PREFIX + pid for pid in session.execute(
-        select(Device.public_id).where(Device.owner_id == owner_id)
-    ).scalars()]
+    wallets = [
+        UNSET_PREFIX + pid
+        for pid in session.execute(
+            select(Device.public_id).where(Device.owner_id == owner_id)
+        ).scalars()
+    ]
     if wallet and valid_wallet(wallet):
         wallets.append(wallet)
     return row, rewards.payouts_for(session, epoch, wallets)

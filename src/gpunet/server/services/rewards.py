@@ -139,9 +139,10 @@ def _insert_payouts(session: Session, epoch: int, snap: Snapshot) -> None:
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
         assert raw is not None
-        with raw.cursor() as cur, cur.copy(
-            "COPY reward_payouts (epoch, wallet, amount) FROM STDIN"
-        ) as copy:
+        with (
+            raw.cursor() as cur,
+            cur.copy("COPY reward_payouts (epoch, wallet, amount) FROM STDIN") as copy,
+        ):
             for wallet, amount in zip(snap.wallets, snap.amounts, strict=True):
                 copy.write_row((epoch, wallet, amount))
         return
