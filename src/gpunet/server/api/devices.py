@@ -11,6 +11,7 @@ from gpunet.core.errors import Unauthenticated
 from gpunet.core.signing import unb64u
 from gpunet.server.api import schemas as s
 from gpunet.server.api.deps import AnonCtx, State, owner, tighter_limit
+from gpunet.server.api.paging import page_of
 from gpunet.server.context import Ctx
 from gpunet.server.security.principal import Scope
 from gpunet.server.services import devices, enrollment
@@ -76,9 +77,9 @@ def enroll(body: s.EnrollRequest, ctx: AnonCtx, st: State) -> s.EnrollOut:
 def list_my_devices(ctx: ReadCtx, limit: Limit = 50, cursor: Cursor = None) -> s.OwnerDeviceList:
     assert ctx.actor.owner_id is not None
     rows = devices.list_owned(ctx.session, ctx.actor.owner_id, limit=limit + 1, after=cursor)
-    items = [s.OwnerDeviceOut.model_validate(d) for d in rows[:limit]]
+    page, next_cursor = page_of(rows, limit, lambda d: d.public_id)
     return s.OwnerDeviceList(
-        items=items, next_cursor=rows[limit - 1].public_id if len(rows) > limit else None
+        items=[s.OwnerDeviceOut.model_validate(d) for d in page], next_cursor=next_cursor
     )
 
 

@@ -10,6 +10,7 @@ from gpunet.core.errors import NotFound
 from gpunet.core.models import DeviceStatus
 from gpunet.server.api import schemas as s
 from gpunet.server.api.deps import ReadSession
+from gpunet.server.api.paging import page_of
 from gpunet.server.db.tables import Device
 from gpunet.server.services import explorer
 
@@ -78,11 +79,8 @@ def devices(
         limit=limit + 1,
         after=cursor,
     )
-    page = rows[:limit]
-    return s.PublicDeviceList(
-        items=[public_device(d) for d in page],
-        next_cursor=page[-1].public_id if len(rows) > limit else None,
-    )
+    page, next_cursor = page_of(rows, limit, lambda d: d.public_id)
+    return s.PublicDeviceList(items=[public_device(d) for d in page], next_cursor=next_cursor)
 
 
 @router.get("/devices/{device_id}", response_model=s.PublicDevice)

@@ -13,6 +13,7 @@ from gpunet.core.errors import NotFound
 from gpunet.server.api import reward_schemas as r
 from gpunet.server.api import schemas as s
 from gpunet.server.api.deps import ReadSession, State, owner
+from gpunet.server.api.paging import page_of
 from gpunet.server.context import Ctx
 from gpunet.server.db.tables import IncidentWindowRow, RewardEpoch
 from gpunet.server.security.principal import Scope
@@ -107,11 +108,8 @@ def epochs(
 ) -> r.EpochList:
     response.headers["Cache-Control"] = CACHE
     rows = rewards.listing(session, limit=limit + 1, before=before)
-    page = rows[:limit]
-    return r.EpochList(
-        items=[epoch_out(e) for e in page],
-        next_before=page[-1].epoch if len(rows) > limit else None,
-    )
+    page, next_before = page_of(rows, limit, lambda e: e.epoch)
+    return r.EpochList(items=[epoch_out(e) for e in page], next_before=next_before)
 
 
 @public.get("/epochs/{epoch}", response_model=r.EpochOut)
@@ -138,12 +136,12 @@ def payouts(
         raise NotFound("this epoch is not closed")
     response.headers["Cache-Control"] = CACHE
     items = rewards.payouts_page(session, epoch, limit=limit + 1, after=after)
-    page = items[:limit]
+    page, next_after = page_of(items, limit, lambda item: item[0])
     return r.PayoutList(
         epoch=epoch,
         root=row.root,
         items=[r.PayoutOut(wallet=w, amount=str(a)) for w, a in page],
-        next_after=page[-1][0] if len(items) > limit else None,
+        next_after=next_after,
     )
 
 
@@ -191,8 +189,5 @@ def incident_windows(
     if before is not None and before.tzinfo is None:
         before = before.replace(tzinfo=dt.UTC)
     rows = incidents.public_listing(session, limit=limit + 1, before=before)
-    page = rows[:limit]
-    return r.IncidentList(
-        items=[incident_out(w) for w in page],
-        next_before=page[-1].starts_at if len(rows) > limit else None,
-    )
+    page, next_before = page_of(rows, limit, lambda w: w.starts_at)
+    return r.IncidentList(items=[incident_out(w) for w in page], next_before=next_before)
