@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from gpunet.cli.common import load_settings, open_database
+
+if TYPE_CHECKING:
+    from gpunet.server.control.settings import ControlSettings
+    from gpunet.server.settings import Settings
 
 
 @click.group()
@@ -36,33 +44,70 @@ def migrate() -> None:
 def run(host: str, port: int, workers: int, control_port: int) -> None:
     """Serve the coordinator API and the agents' control channel (run `gpunet server
     migrate` first)."""
-    import os
-
     import uvicorn
 
-    from gpunet.server.db import migrate as m
-
     settings = load_settings()
-    db = open_database(settings)
-    if m.current_revision(db.engine) is None:
-        raise click.ClickException("the database has no schema: run `gpunet server migrate`")
-    db.dispose()
+    _require_schema(settings)
+    control = _control_settings(host, control_port)
     click.echo(
         f"gpunet coordinator on http://{host}:{port} ({settings.environment.value}, "
         f"{'SQLite' if settings.is_sqlite else 'PostgreSQL'})"
     )
-    # The control server starts in the app's lifespan, on uvicorn's event loop.
-    os.environ["GPUNET_CONTROL_PORT"] = str(control_port)
-    os.environ["GPUNET_CONTROL_ENABLED"] = "1" if control_port else "0"
-    os.environ.setdefault("GPUNET_CONTROL_HOST", host)
-    if control_port:
-        click.echo(f"control channel for agents on tcp://{host}:{control_port}")
+    if control.enabled:
+        click.echo(f"control channel for agents on tcp://{control.host}:{control.port}")
     uvicorn.run(
-        "gpunet.server.control.asgi:app",
+        _app_factory(settings, control, workers),
+        factory=True,
         host=host,
         port=port,
         workers=workers,
-        factory=False,
         log_level="info",
         proxy_headers=False,
     )
+
+
+def _require_schema(settings: Settings) -> None:
+    from gpunet.server.db import migrate as m
+
+    db = open_database(settings)
+    try:
+        if m.current_revision(db.engine) is None:
+            raise click.ClickException("the database has no schema: run `gpunet server migrate`")
+    finally:
+        db.dispose()
+
+
+def _control_settings(host: str, port: int) -> ControlSettings:
+    """GPUNET_CONTROL_* with this command's options on top; the channel listens on the
+    API's host unless GPUNET_CONTROL_HOST names another."""
+    from pydantic import ValidationError
+
+    from gpunet.server.control.settings import ControlSettings
+
+    try:
+        from_env = ControlSettings()
+        if "host" in from_env.model_fields_set:
+            host = from_env.host
+        return ControlSettings(host=host, port=port, enabled=bool(port))
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise click.ClickException(f"bad control-channel configuration: {problems}") from exc
+
+
+def _app_factory(settings: Settings, control: ControlSettings, workers: int) -> Any:
+    """What uvicorn calls to build the app: `create_app` with these very settings.
+
+    uvicorn starts several workers each from an import string, so a worker can only
+    read its settings from its environment; this command's control options are handed
+    to them there, the one place they are written into the environment.
+    """
+    from gpunet.server.app import create_app
+
+    if workers == 1:
+        return functools.partial(create_app, settings, control=control)
+    os.environ.update(
+        GPUNET_CONTROL_HOST=control.host,
+        GPUNET_CONTROL_PORT=str(control.port),
+        GPUNET_CONTROL_ENABLED="1" if control.enabled else "0",
+    )
+    return "gpunet.server.asgi:coordinator"

@@ -1,4 +1,9 @@
-"""The coordinator's app factory.
+"""The coordinator's app factory: the one place the app is assembled.
+
+`create_app` takes the settings and any dependency a caller wants to choose (database,
+clock, attestation, control channel) and builds everything else from the settings; no
+module holds settings, a database or an app as a global. `gpunet server run` and the
+tests call it directly; `gpunet.server.asgi` calls it for uvicorn's factory mode.
 
 Nothing per-request lives in this process that another replica would need: sessions,
 nonces, counters, blocks and alerts are all in the database (or Redis), so any number
@@ -8,14 +13,15 @@ of replicas behind a load balancer behave as one.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from gpunet import __version__
 from gpunet.core.clock import Clock, SystemClock
@@ -24,10 +30,13 @@ from gpunet.core.pog import load_catalog
 from gpunet.server.api import accounts, devices, explorer, heartbeat, proofs, rewards, worker
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.schemas import ErrorOut
-from gpunet.server.background.proofs import ProofScheduler
-from gpunet.server.background.prune import PruneJob
-from gpunet.server.background.rewards import EpochCloser
-from gpunet.server.background.uptime import UptimeFlusher
+from gpunet.server.background.periodic import PeriodicJob
+from gpunet.server.background.proofs import proof_scheduler
+from gpunet.server.background.prune import pruner
+from gpunet.server.background.rewards import epoch_closer
+from gpunet.server.background.uptime import uptime_flusher
+from gpunet.server.control.server import start_control_server
+from gpunet.server.control.settings import ControlSettings
 from gpunet.server.db.engine import Database
 from gpunet.server.metrics import Metrics
 from gpunet.server.middleware import LimitsAndMetrics
@@ -37,7 +46,7 @@ from gpunet.server.security.secrets import derive_key
 from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services.attestation import AttestationVerifier, NoAttestation
 from gpunet.server.services.proofs import ProofPolicy
-from gpunet.server.services.ratelimit import DatabaseCounters, RedisCounters
+from gpunet.server.services.ratelimit import Counters, DatabaseCounters, RedisCounters
 from gpunet.server.services.reward_config import load_config
 from gpunet.server.services.uptime import UptimeRecorder
 from gpunet.server.settings import Settings
@@ -94,27 +103,41 @@ def create_app(
     database: Database | None = None,
     clock: Clock | None = None,
     attestation: AttestationVerifier | None = None,
+    control: ControlSettings | None = None,
 ) -> FastAPI:
-    database = database or Database(settings.database_url)
+    """The coordinator's HTTP API; with `control` (and `control.enabled`) it also serves
+    the agents' control channel, started in the lifespan on uvicorn's event loop."""
+    state = build_state(settings, database=database, clock=clock, attestation=attestation)
+    app = FastAPI(
+        lifespan=_lifespan(state, control),
+        title="gpunet coordinator",
+        version=__version__,
+        description="Proves GPUs are real before they count; see docs/.",
+    )
+    app.state.gpunet = state
+    _register_errors(app)
+    _include_routers(app)
+    app.add_middleware(LimitsAndMetrics, metrics=state.metrics)
+    _add_probes(app, state.metrics)
+    return app
+
+
+def build_state(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    clock: Clock | None = None,
+    attestation: AttestationVerifier | None = None,
+) -> AppState:
+    """Everything the routes, jobs and control channel share, built from the settings."""
     secret = settings.secret_key.get_secret_value()
-    oidc = None
-    if settings.oidc_issuer and settings.oidc_jwks_url:
-        oidc = OidcVerifier(
-            issuer=settings.oidc_issuer,
-            jwks_url=settings.oidc_jwks_url,
-            audience=settings.oidc_audience,
-            cache_s=settings.oidc_jwks_cache_s,
-            min_refetch_s=settings.oidc_jwks_min_refetch_s,
-        )
-    redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
-    metrics = Metrics()
     catalog = load_catalog(settings.catalog_path)
     reward_config = load_config(settings, catalog)
-    state = AppState(
+    return AppState(
         settings=settings,
-        database=database,
+        database=database or Database(settings.database_url),
         clock=clock or SystemClock(),
-        metrics=metrics,
+        metrics=Metrics(),
         tokens=AccessTokens(
             derive_key(secret, "access-token"), settings.public_url, settings.access_token_ttl_s
         ),
@@ -122,61 +145,106 @@ def create_app(
             memory_kib=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost
         ),
         enrollment_key=derive_key(secret, "enrollment-code"),
-        oidc=oidc,
+        oidc=_oidc(settings),
         catalog=catalog,
         attestation=attestation or NoAttestation(),
         proof_policy=ProofPolicy.from_settings(settings),
-        counters_factory=(lambda _s: redis_counters) if redis_counters else DatabaseCounters,
+        counters_factory=_counters_factory(settings),
         uptime=UptimeRecorder(reward_config.schedule.clock),
         rewards=reward_config,
     )
 
+
+def _oidc(settings: Settings) -> OidcVerifier | None:
+    if not (settings.oidc_issuer and settings.oidc_jwks_url):
+        return None
+    return OidcVerifier(
+        issuer=settings.oidc_issuer,
+        jwks_url=settings.oidc_jwks_url,
+        audience=settings.oidc_audience,
+        cache_s=settings.oidc_jwks_cache_s,
+        min_refetch_s=settings.oidc_jwks_min_refetch_s,
+    )
+
+
+def _counters_factory(settings: Settings) -> Callable[[Session], Counters]:
+    if not settings.redis_url:
+        return DatabaseCounters
+    redis_counters = RedisCounters(settings.redis_url)  # one client for the whole process
+    return lambda _session: redis_counters
+
+
+def background_jobs(state: AppState) -> list[PeriodicJob]:
+    """This replica's background jobs; every replica runs the same set (each job says
+    why that is safe)."""
+    s = state.settings
+    return [
+        pruner(state.database, state.clock),
+        proof_scheduler(
+            state.database,
+            state.clock,
+            state.catalog,
+            state.proof_policy,
+            tick_s=s.scheduler_tick_s,
+            rollcall_mean_s=s.rollcall_mean_s,
+            rollcall_fraction=s.rollcall_fraction,
+        ),
+        uptime_flusher(state.uptime, state.database, s.uptime_flush_s),
+        epoch_closer(
+            state.database,
+            state.rewards,
+            state.clock,
+            tick_s=s.rewards_close_tick_s,
+            keep_days=s.uptime_retention_days,
+        ),
+    ]
+
+
+def _lifespan(
+    state: AppState, control: ControlSettings | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        jobs: list[PruneJob | ProofScheduler | UptimeFlusher | EpochCloser] = []
-        if settings.background_jobs:
-            jobs = [
-                PruneJob(database, state.clock),
-                ProofScheduler(
-                    database,
-                    state.clock,
-                    state.catalog,
-                    state.proof_policy,
-                    tick_s=settings.scheduler_tick_s,
-                    rollcall_mean_s=settings.rollcall_mean_s,
-                    rollcall_fraction=settings.rollcall_fraction,
-                ),
-                UptimeFlusher(state.uptime, database, settings.uptime_flush_s),
-                EpochCloser(
-                    database,
-                    reward_config,
-                    state.clock,
-                    tick_s=settings.rewards_close_tick_s,
-                    keep_days=settings.uptime_retention_days,
-                ),
-            ]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Made per lifespan, so an app that is started twice (tests) gets fresh threads.
+        jobs = background_jobs(state) if state.settings.background_jobs else []
         for job in jobs:
             job.start()
         try:
-            yield
+            async with _control_channel(app, state, control):
+                yield
         finally:
             for job in jobs:
                 job.stop()
 
-    app = FastAPI(
-        lifespan=lifespan,
-        title="gpunet coordinator",
-        version=__version__,
-        description="Proves GPUs are real before they count; see docs/.",
+    return lifespan
+
+
+@asynccontextmanager
+async def _control_channel(
+    app: FastAPI, state: AppState, control: ControlSettings | None
+) -> AsyncIterator[None]:
+    """With several uvicorn workers each binds the control port with SO_REUSEPORT and
+    the kernel spreads hosts over them; every worker is a replica like any other."""
+    if control is None or not control.enabled:
+        yield
+        return
+    server = await start_control_server(
+        state, host=control.host, port=control.port, settings=control, reuse_port=True
     )
-    app.state.gpunet = state
-    _register_errors(app)
+    app.state.control = server
+    try:
+        yield
+    finally:
+        await server.stop()
+
+
+def _include_routers(app: FastAPI) -> None:
     for module in (accounts, devices, worker, heartbeat, proofs, explorer, rewards):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(rewards.public, responses=ERROR_RESPONSES)
 
-    app.add_middleware(LimitsAndMetrics, metrics=metrics)
 
+def _add_probes(app: FastAPI, metrics: Metrics) -> None:
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
@@ -184,5 +252,3 @@ def create_app(
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
