@@ -1,12 +1,16 @@
 """Read one epoch's reward inputs from the database, as the pure close wants them.
 
-For every device with uptime bits in the epoch this yields a `DeviceUptime` (wallet,
-catalog profile, counted slots). Most devices take the fast path: a device whose status
-has not changed since before the bits we read (`status_changed_at`) was in that status
-the whole time, so its counted slots are its heartbeat bits when it is `verified` and
-nothing otherwise. The exact rules of `core.rewards.device_uptime` run for the others:
-devices whose status changed, devices with a failed proof in the epoch (forfeits), and
-every device when an incident window can credit slots of the epoch.
+For every device that counted slots in the epoch this yields a `Counted`: the
+`DeviceUptime` the allocation takes (wallet, catalog profile, counted slots) and the
+counted bitmap; the caller adds up whatever totals it wants. Each kind of device has
+its own path:
+- steady: a device whose status has not changed since before the bits we read
+  (`status_changed_at`) was verified the whole time, so its counted slots are its
+  heartbeat bits (one row per device when the epoch lies in one chunk);
+- steady, with incident windows or several chunks: the same, plus the incident credit,
+  computed once per pattern of bits in the windows' look-back;
+- by the rules: `core.rewards.device_uptime` for devices whose status changed and for
+  steady devices with a failed proof in the epoch (forfeits).
 
 Wallets: the owner's `wallet_address`. Devices of owners without a (valid) wallet are
 paid to ``unset.<public device id>``; an account wallet can never contain a dot, so no
@@ -18,10 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, String, bindparam, text
 from sqlalchemy.orm import Session
@@ -122,12 +126,6 @@ class Plan:
     e_last: int  # exclusive
     first: int  # first global slot read (earlier than e_first when windows look back)
     windows: list[IncidentWindow]
-
-
-@dataclass
-class Totals:
-    devices: int = 0  # devices with counted slots and a positive weight
-    counted_slots: int = 0
 
 
 @dataclass
@@ -238,140 +236,187 @@ def _per_epoch(clock: EpochClock, bitmap: int, first: int, epoch: int) -> dict[i
     return out
 
 
+class Counted(NamedTuple):
+    """One device that counted slots in the epoch: its allocation input, and which
+    slots counted (bit i = slot i of the epoch)."""
+
+    device_id: int
+    bitmap: int
+    uptime: DeviceUptime
+
+
+@dataclass
+class _Read:
+    """What every path of one epoch's read shares."""
+
+    session: Session
+    clock: EpochClock
+    policy: IncidentPolicy
+    weights: dict[str, Fraction]
+    plan: Plan
+    forfeits: dict[int, list[Forfeit]]
+    params: dict[str, object]
+    one_device: str  # an extra WHERE clause restricting the read to one device, or ""
+    lo: int  # first and last chunk read
+    hi: int
+
+    @property
+    def width(self) -> int:
+        return self.plan.e_last - self.plan.first
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.clock.slots_per_epoch) - 1
+
+    @property
+    def since_s(self) -> int:
+        """Just before the first slot read: the time steady devices' history starts."""
+        return self.clock.slot_start(self.plan.first) - 1
+
+    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        return _raw_rows(self.session, sql + self.one_device, self.params)
+
+
 def device_uptimes(
     session: Session,
     clock: EpochClock,
     policy: IncidentPolicy,
     weights: dict[str, Fraction],
     p: Plan,
-    totals: Totals,
     *,
     device_id: int | None = None,
-    counted: dict[int, int] | None = None,
-) -> Iterator[DeviceUptime]:
-    """The allocation input of every device that counted a slot in the epoch.
+) -> Iterator[Counted]:
+    """Every device that counted a slot in the epoch, once each, read in a streaming
+    pass; `device_id` restricts the read to one device (the owner's view).
 
-    `device_id` restricts the read to one device (the owner's view); `counted`, when
-    given, receives each device's counted bitmap.
+    Steady devices (verified since before the bits read) take a cheap path; the ones
+    among them with a forfeit in the epoch are handed on, with the devices whose status
+    changed, to the exact rules.
     """
-    n = clock.slots_per_epoch
-    width = p.e_last - p.first
     lo, hi = chunk_span(p.first, p.e_last)
-    since = dt.datetime.fromtimestamp(clock.slot_start(p.first), dt.UTC)
-    end = dt.datetime.fromtimestamp(clock.slot_start(p.e_last), dt.UTC)
-    forfeits = _forfeits(session, clock, p.epoch)
-    one = " AND d.id = :device" if device_id is not None else ""
     params: dict[str, object] = {
-        "since": since,
+        "since": dt.datetime.fromtimestamp(clock.slot_start(p.first), dt.UTC),
         "lo": lo,
         "hi": hi,
         "verified": VERIFIED,
         "device": device_id,
     }
-    # The fast path needs one row per device: the epoch lies inside one chunk and no
-    # incident window reaches into it (windows send every device through the rules).
-    steady = lo == hi and not p.windows
-    slow: dict[int, _Slow] = {}
-    mask = (1 << n) - 1
-    since_s = clock.slot_start(p.first) - 1
-    if steady:
-        shift = lo * CHUNK_SLOTS - p.e_first
-        valid: dict[str | None, bool] = {}  # owners share wallets: check each one once
-        for dev, bits, profile, wallet, public_id in _raw_rows(session, _STEADY + one, params):
-            if not weights.get(profile):
-                continue
-            if dev in forfeits:
-                slow[dev] = _Slow(
-                    VERIFIED,
-                    profile,
-                    payout_wallet(wallet, public_id),
-                    True,
-                    place(lo, bits, p.first, width),
-                )
-                continue
-            got = (bits << shift if shift >= 0 else bits >> -shift) & mask
-            if got:
-                totals.devices += 1
-                slots = got.bit_count()
-                totals.counted_slots += slots
-                if counted is not None:
-                    counted[dev] = got
-                ok = valid.get(wallet)
-                if ok is None:
-                    ok = valid[wallet] = bool(wallet) and valid_wallet(wallet)
-                yield DeviceUptime(wallet if ok else UNSET_PREFIX + public_id, profile, slots)
-    else:
-        # Steady devices share one status history, so their incident credit depends only
-        # on their bits in the windows' look-back slots: computed once per pattern.
-        grouped: dict[int, list[Any]] = {}
-        for dev, chunk, bits, profile, wallet, public_id in _raw_rows(
-            session, _STEADY_CHUNKS + one, params
-        ):
-            if not weights.get(profile):
-                continue
-            g = grouped.get(dev)
-            if g is None:
-                g = grouped[dev] = [0, profile, payout_wallet(wallet, public_id)]
-            g[0] |= place(chunk, bits, p.first, width)
-        steady_changes = [StatusChange(since_s, DeviceStatus.VERIFIED)]
-        looked = 0
-        for w in p.windows:
-            w_first = clock.global_slot(w.start)
-            looked |= range_mask(w_first - policy.lookback_slots - p.first, w_first - p.first)
-        credit: dict[int, int] = {}
-        offset = p.e_first - p.first
-        for dev, (bitmap, profile, wallet) in grouped.items():
-            if dev in forfeits:
-                slow[dev] = _Slow(VERIFIED, profile, wallet, True, bitmap)
-                continue
-            key = bitmap & looked
-            extra = credit.get(key)
-            if extra is None:
-                extra = credit[key] = (
-                    incident_credit(
-                        clock,
-                        p.epoch,
-                        _per_epoch(clock, key, p.first, p.epoch),
-                        steady_changes,
-                        p.windows,
-                        policy,
-                    )
-                    if p.windows
-                    else 0
-                )
-            got = ((bitmap >> offset) & mask) | extra
-            if got:
-                totals.devices += 1
-                slots = got.bit_count()
-                totals.counted_slots += slots
-                if counted is not None:
-                    counted[dev] = got
-                yield DeviceUptime(wallet, profile, slots)
-    for dev, chunk, bits, status, profile, wallet, public_id in _raw_rows(
-        session, _EXACT + one, params
-    ):
-        if not weights.get(profile):
+    one = " AND d.id = :device" if device_id is not None else ""
+    forfeits = _forfeits(session, clock, p.epoch)
+    read = _Read(session, clock, policy, weights, p, forfeits, params, one, lo, hi)
+    # The one-row-per-device path needs the epoch inside one chunk and no incident
+    # window reaching into it (windows send every device through the rules).
+    steady = _steady_in_one_chunk if lo == hi and not p.windows else _steady_by_pattern
+    forfeited = yield from steady(read)
+    yield from _by_the_rules(read, forfeited)
+
+
+def _steady_in_one_chunk(read: _Read) -> Generator[Counted, None, dict[int, _Slow]]:
+    """Counted slots are the heartbeat bits themselves. Returns the forfeited devices."""
+    p = read.plan
+    shift = read.lo * CHUNK_SLOTS - p.e_first
+    mask = read.mask
+    forfeited: dict[int, _Slow] = {}
+    valid: dict[str | None, bool] = {}  # owners share wallets: check each one once
+    for dev, bits, profile, wallet, public_id in read.rows(_STEADY):
+        if not read.weights.get(profile):
+            continue
+        if dev in read.forfeits:
+            payee = payout_wallet(wallet, public_id)
+            bitmap = place(read.lo, bits, p.first, read.width)
+            forfeited[dev] = _Slow(VERIFIED, profile, payee, True, bitmap)
+            continue
+        got = (bits << shift if shift >= 0 else bits >> -shift) & mask
+        if got:
+            ok = valid.get(wallet)
+            if ok is None:
+                ok = valid[wallet] = bool(wallet) and valid_wallet(wallet)
+            payee = wallet if ok else UNSET_PREFIX + public_id
+            yield Counted(dev, got, DeviceUptime(payee, profile, got.bit_count()))
+    return forfeited
+
+
+def _steady_by_pattern(read: _Read) -> Generator[Counted, None, dict[int, _Slow]]:
+    """Steady devices share one status history, so their incident credit depends only
+    on their bits in the windows' look-back slots: computed once per pattern. Returns
+    the forfeited devices."""
+    p = read.plan
+    grouped: dict[int, list[Any]] = {}
+    for dev, chunk, bits, profile, wallet, public_id in read.rows(_STEADY_CHUNKS):
+        if not read.weights.get(profile):
+            continue
+        g = grouped.get(dev)
+        if g is None:
+            g = grouped[dev] = [0, profile, payout_wallet(wallet, public_id)]
+        g[0] |= place(chunk, bits, p.first, read.width)
+    looked = _looked_back(read)
+    credit: dict[int, int] = {}
+    offset = p.e_first - p.first
+    mask = read.mask
+    forfeited: dict[int, _Slow] = {}
+    for dev, (bitmap, profile, wallet) in grouped.items():
+        if dev in read.forfeits:
+            forfeited[dev] = _Slow(VERIFIED, profile, wallet, True, bitmap)
+            continue
+        key = bitmap & looked
+        extra = credit.get(key)
+        if extra is None:
+            extra = credit[key] = _steady_credit(read, key)
+        got = ((bitmap >> offset) & mask) | extra
+        if got:
+            yield Counted(dev, got, DeviceUptime(wallet, profile, got.bit_count()))
+    return forfeited
+
+
+def _looked_back(read: _Read) -> int:
+    """The slots (bit 0 = the first slot read) that some window looks back on."""
+    p = read.plan
+    looked = 0
+    for w in p.windows:
+        w_first = read.clock.global_slot(w.start)
+        looked |= range_mask(w_first - read.policy.lookback_slots - p.first, w_first - p.first)
+    return looked
+
+
+def _steady_credit(read: _Read, looked_bits: int) -> int:
+    p = read.plan
+    if not p.windows:
+        return 0
+    return incident_credit(
+        read.clock,
+        p.epoch,
+        _per_epoch(read.clock, looked_bits, p.first, p.epoch),
+        [StatusChange(read.since_s, DeviceStatus.VERIFIED)],
+        p.windows,
+        read.policy,
+    )
+
+
+def _by_the_rules(read: _Read, forfeited: dict[int, _Slow]) -> Iterator[Counted]:
+    """The exact rules of `core.rewards.device_uptime`, for the devices whose status
+    changed since before the bits read and for the steady ones that forfeited."""
+    p = read.plan
+    slow = forfeited
+    for dev, chunk, bits, status, profile, wallet, public_id in read.rows(_EXACT):
+        if not read.weights.get(profile):
             continue
         entry = slow.get(dev)
         if entry is None:
             entry = slow[dev] = _Slow(status, profile, payout_wallet(wallet, public_id), False)
-        entry.bitmap |= place(chunk, bits, p.first, width)
-    _load_changes(session, slow, end)
+        entry.bitmap |= place(chunk, bits, p.first, read.width)
+    end = dt.datetime.fromtimestamp(read.clock.slot_start(p.e_last), dt.UTC)
+    _load_changes(read.session, slow, end)
     for dev, s in slow.items():
-        changes = s.changes if not s.stable else [StatusChange(since_s, DeviceStatus(s.status))]
+        steady = [StatusChange(read.since_s, DeviceStatus(s.status))]
+        changes = steady if s.stable else s.changes
         got = device_uptime(
-            clock,
+            read.clock,
             p.epoch,
-            _per_epoch(clock, s.bitmap, p.first, p.epoch),
+            _per_epoch(read.clock, s.bitmap, p.first, p.epoch),
             changes,
             windows=p.windows,
-            forfeits=forfeits.get(dev, ()),
-            policy=policy,
+            forfeits=read.forfeits.get(dev, ()),
+            policy=read.policy,
         )
         if got:
-            totals.devices += 1
-            slots = got.bit_count()
-            totals.counted_slots += slots
-            if counted is not None:
-                counted[dev] = got
-            yield DeviceUptime(s.wallet, s.profile, slots)
+            yield Counted(dev, got, DeviceUptime(s.wallet, s.profile, got.bit_count()))

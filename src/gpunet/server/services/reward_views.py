@@ -13,12 +13,7 @@ from gpunet.core.rewards.allocation import valid_wallet
 from gpunet.server.db.tables import Device, Owner, RewardEpoch
 from gpunet.server.services import rewards, uptime
 from gpunet.server.services.reward_config import RewardConfig
-from gpunet.server.services.reward_inputs import (
-    UNSET_PREFIX,
-    Totals,
-    device_uptimes,
-    plan,
-)
+from gpunet.server.services.reward_inputs import UNSET_PREFIX, device_uptimes, plan
 
 
 @dataclass(frozen=True)
@@ -42,12 +37,9 @@ def device_epoch_uptime(
     clock = config.schedule.clock
     p = plan(session, clock, config.policy, epoch)
     online = uptime.device_bitmap(session, device.id, p.e_first, p.e_last)
-    counted: dict[int, int] = {}
     unit = {k: Fraction(1) for k in config.weights}
-    for _ in device_uptimes(
-        session, clock, config.policy, unit, p, Totals(), device_id=device.id, counted=counted
-    ):
-        pass
+    mine = device_uptimes(session, clock, config.policy, unit, p, device_id=device.id)
+    counted = {c.device_id: c.bitmap for c in mine}
     return DeviceEpochUptime(
         epoch=epoch,
         starts_at=dt.datetime.fromtimestamp(clock.epoch_start(epoch), dt.UTC),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, text
@@ -30,7 +30,7 @@ from gpunet.core.rewards import PayoutProof, Snapshot
 from gpunet.server.db.engine import Database
 from gpunet.server.db.tables import RewardEpoch, RewardPayout, UptimeSlots
 from gpunet.server.services.reward_config import RewardConfig
-from gpunet.server.services.reward_inputs import Totals, device_uptimes, plan
+from gpunet.server.services.reward_inputs import Counted, device_uptimes, plan
 from gpunet.server.services.uptime import CHUNK_SLOTS
 
 
@@ -58,6 +58,22 @@ def get(session: Session, epoch: int) -> RewardEpoch | None:
     return session.get(RewardEpoch, epoch)
 
 
+@dataclass
+class Totals:
+    """What the epoch's row reports beside the payouts."""
+
+    devices: int = 0  # devices with counted slots and a positive weight
+    counted_slots: int = 0
+
+    def adding(self, counted: Iterable[Counted]) -> Iterator[core.DeviceUptime]:
+        """Pass each device's uptime on to the allocation, adding it up on the way (the
+        inputs are streamed, never held: a million devices is a million rows)."""
+        for c in counted:
+            self.devices += 1
+            self.counted_slots += c.uptime.slots
+            yield c.uptime
+
+
 def compute(
     session: Session, config: RewardConfig, epoch: int
 ) -> tuple[core.EpochClose, Totals, int]:
@@ -65,8 +81,8 @@ def compute(
     clock = config.schedule.clock
     p = plan(session, clock, config.policy, epoch)
     totals = Totals()
-    devices = device_uptimes(session, clock, config.policy, config.weights, p, totals)
-    result = core.close_epoch(config.schedule, epoch, devices, config.weights)
+    counted = device_uptimes(session, clock, config.policy, config.weights, p)
+    result = core.close_epoch(config.schedule, epoch, totals.adding(counted), config.weights)
     return result, totals, len(p.windows)
 
 
