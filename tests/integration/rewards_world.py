@@ -39,13 +39,15 @@ def move_to(net: Net, when: dt.datetime) -> None:
     net.clock.advance(delta)
 
 
-def verdict(net: Net, handle: DeviceHandle, passed: bool, when: dt.datetime) -> None:
+def verdict(
+    net: Net, handle: DeviceHandle, passed: bool, when: dt.datetime, *, rollcall: bool = False
+) -> None:
     """A proof verdict at `when`, through the one function that applies verdicts."""
     with net.database.transaction() as s:
         d = s.execute(select(Device).where(Device.public_id == handle.device_id)).scalar_one()
         d.profile = d.profile or PROFILE
         v: Any = Success() if passed else Failure(FailureReason.WRONG_RESULT, "test")
-        proofs.apply_verdict(s, d, v, now=when, policy=proofs.ProofPolicy())
+        proofs.apply_verdict(s, d, v, now=when, policy=proofs.ProofPolicy(), rollcall=rollcall)
 
 
 def heartbeat(net: Net, handle: DeviceHandle) -> Any:

@@ -94,12 +94,13 @@ def status(net: Net, dev: DeviceHandle) -> str:
 
 
 def test_honest_cpu_prover_passes_every_time(pnet: Net) -> None:
+    # Spot checks of one device are spaced by at least min_challenge_gap_s.
     owner = pnet.register()
     [dev] = pnet.enroll(owner, **CPU_DEV)
     prover, client, report = CpuProver(), worker(pnet, dev), report_for(dev)
     results = []
     for _ in range(200):
-        pnet.clock.advance(60)
+        pnet.clock.advance(pnet.settings.min_challenge_gap_s)
         assert schedule(pnet, all_due=True) == 1
         outcome = answer_next(client, prover, report)
         assert outcome is not None
@@ -137,7 +138,8 @@ def test_too_slow_for_the_claimed_model_fails(pnet: Net) -> None:
     schedule(pnet)
     prover = CpuProver()
     challenge, commitment = commit_parts(pnet, dev, prover)
-    pnet.clock.advance(challenge.budget_s * 1.5)
+    # The clock runs from issue; the deadline allows the budget plus the delivery allowance.
+    pnet.clock.advance(challenge.budget_s + pnet.settings.delivery_allowance_s + 0.5)
     answer = worker(pnet, dev).commit(commitment, report_for(dev))
     assert isinstance(answer, dict)
     assert answer["passed"] is False and answer["reason"] == "too_slow"
@@ -153,7 +155,7 @@ def test_replayed_answer_fails(pnet: Net) -> None:
     with pnet.database.read() as s:
         old = s.execute(select(ChallengeRow)).scalar_one()
         old_commitment = Commitment.model_validate_json(old.commitment or "")
-    pnet.clock.advance(60)
+    pnet.clock.advance(pnet.settings.min_challenge_gap_s)
     schedule(pnet, all_due=True)
     fresh = client.fetch_challenge()
     assert fresh is not None and fresh.id != old_commitment.challenge_id
@@ -185,7 +187,7 @@ def test_garbage_answer_fails_and_a_second_failure_suspends(pnet: Net) -> None:
     schedule(pnet)
     assert answer_next(client, CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
     for expected in ("suspect", "suspended"):
-        pnet.clock.advance(60)
+        pnet.clock.advance(pnet.settings.min_challenge_gap_s)
         schedule(pnet, all_due=True)
         challenge = client.fetch_challenge()
         assert challenge is not None
@@ -222,7 +224,7 @@ def test_changed_hardware_suspends(pnet: Net, change: dict[str, Any], reason: st
     client, prover = worker(pnet, dev), CpuProver()
     schedule(pnet)
     assert answer_next(client, prover, report_for(dev)).passed  # type: ignore[union-attr]
-    pnet.clock.advance(60)
+    pnet.clock.advance(pnet.settings.min_challenge_gap_s)
     schedule(pnet, all_due=True)
     outcome = answer_next(client, prover, report_for(dev, **change))
     assert outcome is not None and not outcome.passed and outcome.reason == reason
@@ -239,8 +241,9 @@ def test_one_backend_cannot_answer_for_two_devices_at_once(pnet: Net) -> None:
     ca, cb = worker(pnet, a), worker(pnet, b)
     first, second = ca.fetch_challenge(), cb.fetch_challenge()
     assert first is not None and second is not None
-    # One backend: B's work starts only when A's is done; each takes most of a budget.
-    work = first.budget_s * 0.7
+    # One backend: B's work starts only when A's is done; each takes 60% of the time
+    # its deadline allows (both clocks started at issue, whenever B chose to fetch).
+    work = (first.budget_s + pnet.settings.delivery_allowance_s) * 0.6
     pnet.clock.advance(work)
     assert not isinstance(ca.commit(prover.commit(first), report_for(a)), dict)
     pnet.clock.advance(work)
@@ -248,13 +251,14 @@ def test_one_backend_cannot_answer_for_two_devices_at_once(pnet: Net) -> None:
     assert isinstance(answer, dict) and answer["reason"] == "too_slow"
 
 
-def test_a_challenge_never_fetched_is_void_and_due_again(pnet: Net) -> None:
+def test_a_challenge_never_heard_of_lapses_and_the_device_owes_a_proof(pnet: Net) -> None:
     [dev] = pnet.enroll(pnet.register(), **CPU_DEV)
     client = worker(pnet, dev)
     schedule(pnet)
     assert answer_next(client, CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
-    schedule(pnet, all_due=True)
-    pnet.clock.advance(pnet.settings.challenge_delivery_grace_s + 1)  # the device was offline
+    pnet.clock.advance(pnet.settings.min_challenge_gap_s)
+    assert schedule(pnet, all_due=True) == 1
+    pnet.clock.advance(60)  # the device was offline past the deadline
     assert pnet.signed(dev, "GET", "/api/v1/worker/challenge").status_code == 204
     with pnet.database.read() as s:
         missed = s.execute(
@@ -262,8 +266,13 @@ def test_a_challenge_never_fetched_is_void_and_due_again(pnet: Net) -> None:
         ).scalar_one()
     assert missed.reason is None
     assert status(pnet, dev) == "verified"  # offline costs uptime, not status
-    assert schedule(pnet) == 1  # due again at once: it proves itself as soon as it is back
+    beat = pnet.signed(dev, "POST", "/api/v1/worker/heartbeat").json()
+    assert beat["counted"] is False  # it owes a proof: nothing counts until it passes
+    assert schedule(pnet) == 0  # re-issued once per interval, not at every pass
+    pnet.clock.advance(pnet.settings.reissue_interval_s)
+    assert schedule(pnet) == 1
     assert answer_next(client, CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
+    assert pnet.signed(dev, "POST", "/api/v1/worker/heartbeat").json()["counted"] is True
 
 
 def test_a_fetched_challenge_left_unanswered_fails(pnet: Net) -> None:
@@ -271,6 +280,7 @@ def test_a_fetched_challenge_left_unanswered_fails(pnet: Net) -> None:
     client = worker(pnet, dev)
     schedule(pnet)
     assert answer_next(client, CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
+    pnet.clock.advance(pnet.settings.min_challenge_gap_s)
     schedule(pnet, all_due=True)
     assert client.fetch_challenge() is not None  # received, then the device went quiet
     pnet.clock.advance(3600)
@@ -381,27 +391,24 @@ def test_a_device_cannot_answer_another_devices_challenge(pnet: Net) -> None:
     assert r.status_code == 404
 
 
-def test_scheduler_tick_expires_issues_and_calls_the_roll(pnet: Net) -> None:
-    from gpunet.server.background.proofs import ProofScheduler
+def test_scheduler_pass_expires_issues_and_calls_the_roll(pnet: Net) -> None:
+    from gpunet.server.background.proofs import ProofRounds
 
     st = state(pnet)
     [dev] = pnet.enroll(pnet.register(), **CPU_DEV)
-    scheduler = ProofScheduler(
-        pnet.database,
-        pnet.clock,
-        st.catalog,
-        st.proof_policy,
-        tick_s=5,
-        rollcall_mean_s=5,
-        rollcall_fraction=1.0,
+    rounds = ProofRounds(
+        pnet.database, pnet.clock, st.catalog, st.proof_policy, rollcall_mean_s=3600
     )
-    assert scheduler.tick() == (0, 1, 0)  # enrollment challenge; nobody verified to call
+    assert rounds.run_once() == (0, 1, 0)  # enrollment challenge; the roll-call time drawn
+    assert rounds.next_rollcall_at is not None and rounds.next_rollcall_at >= pnet.clock.now()
     assert answer_next(worker(pnet, dev), CpuProver(), report_for(dev)).passed  # type: ignore[union-attr]
-    expired, issued, called = scheduler.tick()
-    assert (expired, issued, called) == (0, 0, 1)  # the roll-call reaches the verified device
+    pnet.clock.advance(1)
+    rounds.next_rollcall_at = pnet.clock.now()  # its (random) time has come
+    settled, issued, called = rounds.run_once()
+    assert (settled, issued, called) == (0, 0, 1)  # the roll-call reaches the verified device
     assert worker(pnet, dev).fetch_challenge() is not None
-    pnet.clock.advance(3600)
-    assert scheduler.tick()[0] == 1  # received and never answered: expired as a failure
+    pnet.clock.advance(60)
+    assert rounds.run_once()[0] == 1  # received and never answered: settled as a failure
     assert status(pnet, dev) == "suspect"
 
 
@@ -415,7 +422,7 @@ def test_a_commitment_without_openings_expires_after_its_own_budget(pnet: Net) -
     st = state(pnet)
     with pnet.database.transaction() as s:
         assert proofs.expire(s, now=pnet.clock.now(), policy=st.proof_policy) == 0
-    pnet.clock.advance(challenge.open_budget_s + st.proof_policy.delivery_grace_s + 1)
+    pnet.clock.advance(challenge.open_budget_s + st.proof_policy.delivery_allowance_s + 1)
     with pnet.database.transaction() as s:
         assert proofs.expire(s, now=pnet.clock.now(), policy=st.proof_policy) == 1
     with pnet.database.read() as s:

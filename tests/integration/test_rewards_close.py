@@ -194,7 +194,7 @@ def test_a_crash_mid_close_leaves_nothing_and_a_rerun_pays_once(
     assert sum(payouts(net, epoch).values()) == done.row.emission
 
 
-def test_failed_spot_check_forfeits_since_last_pass(net: Net) -> None:
+def test_failed_spot_check_forfeits_since_last_rollcall_pass(net: Net) -> None:
     owner = net.register()
     set_wallet(net, owner, "wallet-forfeit-01")
     (d,) = net.enroll(owner, 1)
@@ -202,8 +202,10 @@ def test_failed_spot_check_forfeits_since_last_pass(net: Net) -> None:
     epoch = _next_epoch(net)
     for slot in range(60):
         move_to(net, at(net, epoch, slot, 3))
+        if slot == 5:
+            verdict(net, d, True, net.clock.now())  # a spot pass confirms nothing
         if slot == 10:
-            verdict(net, d, True, net.clock.now())  # a pass in slot 10
+            verdict(net, d, True, net.clock.now(), rollcall=True)  # a roll-call pass in slot 10
         if slot == 40:
             verdict(net, d, False, net.clock.now())  # fails in slot 40: 11..40 forfeited
         if slot == 45:

@@ -27,3 +27,13 @@ def can_transition(current: S, new: S) -> bool:
 def counts_as_supply(status: S) -> bool:
     """Only verified devices count for supply totals, rewards and scheduling (T1)."""
     return status is S.VERIFIED
+
+
+def heartbeat_counts(status: S, *, owes_proof: bool, overdue: bool) -> bool:
+    """Whether a heartbeat earns uptime: a verified device that answers its challenges.
+
+    A device whose challenge has passed its deadline unanswered, or which let one lapse
+    and has not passed since (it "owes a proof"), earns nothing: otherwise ignoring
+    challenges would be free (HTTP and control channel alike use this one rule).
+    """
+    return counts_as_supply(status) and not owes_proof and not overdue

@@ -59,11 +59,17 @@ class Settings(BaseSettings):
 
     # Proof of GPU: the catalog (None = the one shipped), and when devices are checked.
     catalog_path: Path | None = None
-    challenge_delivery_grace_s: float = Field(5.0, gt=0, le=120)
+    # A challenge's clock starts at issue; its deadline is issue + budget + this slack
+    # for the push or poll in flight (keep it well below every profile's work time).
+    delivery_allowance_s: float = Field(2.0, ge=0, le=30)
     spot_check_mean_s: float = Field(6 * 3600, ge=10, le=30 * 86400)
     retry_after_failure_s: float = Field(60, ge=1, le=86400)
+    # A device that let a challenge lapse is challenged again (alone) this often.
+    reissue_interval_s: float = Field(600, ge=1, le=86400)
+    # Spot checks and cohort co-challenges reach one device at most once per this gap.
+    min_challenge_gap_s: float = Field(900, ge=0, le=86400)
     rollcall_mean_s: float = Field(24 * 3600, ge=60)
-    rollcall_fraction: float = Field(0.1, gt=0, le=1)
+    rollcall_fraction: float = Field(1.0, gt=0, le=1)
     scheduler_tick_s: float = Field(5.0, gt=0, le=600)
 
     # Verified uptime and rewards (docs/rewards.md). The emission schedule is public data:
@@ -78,6 +84,10 @@ class Settings(BaseSettings):
     # last bits are in); the closer job looks for due epochs this often.
     rewards_settle_s: float = Field(120.0, ge=0, le=86400)
     rewards_close_tick_s: float = Field(30.0, gt=0, le=3600)
+    # An epoch closes only after a roll-call started after its end has resolved, so it
+    # never pays uptime that roll-call forfeits. None: on in production, off in
+    # development (where no roll-call may be scheduled for a day).
+    rewards_await_rollcall: bool | None = None
     incident_lookback_slots: int = Field(5, ge=1, le=10_000)
     incident_max_credit_slots: int = Field(360, ge=0, le=100_000)
     uptime_retention_days: int = Field(90, ge=1, le=3650)
@@ -108,6 +118,12 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def await_rollcall(self) -> bool:
+        if self.rewards_await_rollcall is None:
+            return not self.development
+        return self.rewards_await_rollcall
 
     @property
     def is_sqlite(self) -> bool:

@@ -83,7 +83,8 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 @router.get("", responses={200: {"model": Challenge}, 204: {"description": "nothing to prove"}})
 def next_challenge(ctx: DeviceCtx, st: State) -> Response:
-    """The device's outstanding challenge; the budget runs from this first delivery."""
+    """The device's outstanding challenge. Its clock started when it was issued: fetching
+    late only leaves less of the budget."""
     device = proofs.speaking_device(ctx.session, _pk(ctx), ctx.now)
     challenge = proofs.deliver(ctx.session, device, now=ctx.now, policy=st.proof_policy)
     if challenge is None:

@@ -21,10 +21,13 @@ class HeartbeatIn(BaseModel):
 
 class HeartbeatOut(BaseModel):
     status: str
-    counted: bool  # only a verified device's heartbeats can count
+    # Only a verified device that answers its challenges earns uptime (services.liveness).
+    counted: bool
     epoch: int
     slot: int
     slot_seconds: int
+    # A challenge waiting for this device (its clock is already running): fetch it now.
+    challenge: str | None = None
 
 
 class EpochOut(BaseModel):

@@ -1,25 +1,31 @@
-"""The proof-of-GPU scheduler: expire missed challenges, issue due ones (with their
-cohorts), and now and then call the roll.
+"""The proof-of-GPU scheduler: settle overdue challenges, issue due ones (with their
+cohorts), and call the roll at random times.
 
 Every replica may run it. Due devices are taken with SKIP LOCKED on PostgreSQL, and a
-device never has two outstanding challenges, so two replicas never double-issue.
+device never has two outstanding challenges, so two replicas never double-issue. Each
+replica draws its own roll-call times, so with R replicas roll-calls come R times as
+often as `rollcall_mean_s` says (still at unpredictable, exponential times).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
-import threading
 
 from gpunet.core.clock import Clock
 from gpunet.core.pog import Catalog
+from gpunet.server.background.periodic import PeriodicJob
 from gpunet.server.db.engine import Database
 from gpunet.server.services import proof_schedule, proofs
 
 log = logging.getLogger("gpunet.background.proofs")
 
 
-class ProofScheduler:
+class ProofRounds:
+    """One pass of the scheduler per `run_once`; the next roll-call time is drawn here
+    (exponential gaps of mean `rollcall_mean_s`), so nobody can tell when it comes."""
+
     def __init__(
         self,
         database: Database,
@@ -27,58 +33,69 @@ class ProofScheduler:
         catalog: Catalog,
         policy: proofs.ProofPolicy,
         *,
-        tick_s: float,
         rollcall_mean_s: float,
-        rollcall_fraction: float,
+        rollcall_fraction: float = 1.0,
+        rng: random.Random | None = None,
     ) -> None:
-        self._database = database
-        self._clock = clock
-        self._catalog = catalog
-        self._policy = policy
-        self._tick = tick_s
-        self._rollcall_p = min(1.0, tick_s / rollcall_mean_s)
-        self._rollcall_fraction = rollcall_fraction
-        self._rng = random.SystemRandom()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="gpunet-proofs", daemon=True)
+        self.database = database
+        self.clock = clock
+        self.catalog = catalog
+        self.policy = policy
+        self.rollcall_mean_s = rollcall_mean_s
+        self.rollcall_fraction = rollcall_fraction
+        self.rng = rng or random.SystemRandom()
+        self.next_rollcall_at: dt.datetime | None = None
 
-    def start(self) -> None:
-        self._thread.start()
+    def draw_next_rollcall(self, now: dt.datetime) -> dt.datetime:
+        gap = self.rng.expovariate(1.0 / self.rollcall_mean_s)
+        self.next_rollcall_at = now + dt.timedelta(seconds=gap)
+        return self.next_rollcall_at
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def tick(self) -> tuple[int, int, int]:
-        now = self._clock.now()
-        with self._database.transaction() as session:
-            expired = proofs.expire(session, now=now, policy=self._policy)
-        with self._database.transaction() as session:
+    def run_once(self) -> tuple[int, int, int]:
+        """(settled, issued, roll-called) in this pass."""
+        now = self.clock.now()
+        with self.database.transaction() as session:
+            settled = proofs.expire(session, now=now, policy=self.policy)
+        with self.database.transaction() as session:
             issued = proof_schedule.schedule_due(
-                session, now=now, catalog=self._catalog, policy=self._policy
+                session, now=now, catalog=self.catalog, policy=self.policy
             )
         called = 0
-        if self._rng.random() < self._rollcall_p:
-            with self._database.transaction() as session:
+        if self.next_rollcall_at is None:
+            self.draw_next_rollcall(now)
+        elif now >= self.next_rollcall_at:
+            with self.database.transaction() as session:
                 called = proof_schedule.rollcall(
                     session,
-                    fraction=self._rollcall_fraction,
+                    fraction=self.rollcall_fraction,
                     now=now,
-                    catalog=self._catalog,
-                    policy=self._policy,
+                    catalog=self.catalog,
+                    policy=self.policy,
                 )
-        return expired, issued, called
+            self.draw_next_rollcall(now)
+        if settled or issued or called:
+            log.info(
+                "challenges: %d settled, %d issued, %d in a roll-call", settled, issued, called
+            )
+        return settled, issued, called
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._tick):
-            try:
-                expired, issued, called = self.tick()
-                if expired or issued or called:
-                    log.info(
-                        "challenges: %d expired, %d issued, %d in a roll-call",
-                        expired,
-                        issued,
-                        called,
-                    )
-            except Exception:  # retried next tick; one bad pass never stops the scheduler
-                log.exception("proof scheduler pass failed")
+
+def proof_scheduler(
+    database: Database,
+    clock: Clock,
+    catalog: Catalog,
+    policy: proofs.ProofPolicy,
+    *,
+    tick_s: float,
+    rollcall_mean_s: float,
+    rollcall_fraction: float,
+) -> PeriodicJob:
+    rounds = ProofRounds(
+        database,
+        clock,
+        catalog,
+        policy,
+        rollcall_mean_s=rollcall_mean_s,
+        rollcall_fraction=rollcall_fraction,
+    )
+    return PeriodicJob("proofs", tick_s, rounds.run_once)

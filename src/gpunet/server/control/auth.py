@@ -23,7 +23,7 @@ from gpunet.core.errors import Blocked
 from gpunet.core.models import DeviceStatus
 from gpunet.server.db.engine import Database
 from gpunet.server.db.tables import Block, Device
-from gpunet.server.services import blocks
+from gpunet.server.services import blocks, devices, liveness
 
 NOT_AUTHENTICATED = "not authenticated: unknown device or bad signature"
 
@@ -31,7 +31,8 @@ NOT_AUTHENTICATED = "not authenticated: unknown device or bad signature"
 @dataclass
 class AuthResult:
     accepted: dict[str, int] = field(default_factory=dict)  # public id -> row id
-    verified: set[int] = field(default_factory=set)  # accepted rows whose uptime counts
+    # Accepted rows whose heartbeats count now (services.liveness decides).
+    verified: set[int] = field(default_factory=set)
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -50,7 +51,9 @@ def authenticate_many(
 ) -> list[AuthResult]:
     """Judge many sessions' handshakes in one transaction (one read of the blocks, one
     key lookup per 1000 devices, one last-seen update): reconnect storms after a
-    coordinator restart cost signatures, not round trips."""
+    coordinator restart cost signatures, not round trips. A handshake is contact: an
+    accepted device's open challenge counts as received from now (its clock has been
+    running since issue)."""
     results = [AuthResult() for _ in requests]
     with database.transaction() as session:
         active = blocks.active(session)
@@ -76,6 +79,10 @@ def authenticate_many(
             session.execute(
                 update(Device).where(Device.id.in_(seen[i : i + _CHUNK])).values(last_seen_at=now)
             )
+        liveness.mark_heard(session, seen, now)
+        counting = liveness.counting(session, seen, now)
+        for result in results:
+            result.verified = {pk for pk in result.accepted.values() if pk in counting}
     return results
 
 
@@ -115,7 +122,7 @@ def _judge(
             continue
         # Only the key holder gets here: now it may hear why it is refused.
         if row.status == DeviceStatus.SUSPENDED.value:
-            result.refused.append((device_id, "suspended: this device failed proof of GPU"))
+            result.refused.append((device_id, devices.SUSPENDED))
             continue
         try:
             blocks.check(active, address=None, principal_key=f"device:{device_id}")
@@ -124,8 +131,6 @@ def _judge(
             result.refused.append((device_id, exc.message))
             continue
         result.accepted[device_id] = row.id
-        if row.status == DeviceStatus.VERIFIED.value:
-            result.verified.add(row.id)
 
 
 def _signed(

@@ -12,14 +12,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gpunet.core.errors import Unauthenticated
+from gpunet.core.errors import Forbidden, Unauthenticated
 from gpunet.core.models import parse_json
 from gpunet.core.pog import Challenge, Failure, OpeningRequest, OpeningResponse, Verdict
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.proofs import CommitmentIn
 from gpunet.server.db.tables import Challenge as ChallengeRow
 from gpunet.server.db.tables import Device
-from gpunet.server.services import proofs
+from gpunet.server.services import liveness, proofs
 
 _CHUNK = 500
 
@@ -29,14 +29,16 @@ def waiting(state: AppState, connected: Collection[int], fresh: Collection[int])
 
     Undelivered open challenges are few at any moment, so they are read whole and
     matched against this replica's devices in memory (no IN list of every connected
-    device). Devices that just joined also get a challenge already delivered and not
-    yet committed (their previous session dropped mid-proof).
+    device). Devices that just joined also get their open challenge even though it is
+    already marked received (by their handshake, or a previous session that dropped
+    mid-proof): its clock runs from issue either way.
     """
     found: set[int] = set()
     with state.database.read() as session:
         rows = session.execute(
             select(ChallengeRow.device_id).where(
-                ChallengeRow.outcome == proofs.OPEN, ChallengeRow.delivered_at.is_(None)
+                ChallengeRow.outcome == proofs.ChallengeOutcome.OPEN.value,
+                ChallengeRow.delivered_at.is_(None),
             )
         ).scalars()
         found.update(d for d in rows if d in connected)
@@ -45,7 +47,7 @@ def waiting(state: AppState, connected: Collection[int], fresh: Collection[int])
             found.update(
                 session.execute(
                     select(ChallengeRow.device_id).where(
-                        ChallengeRow.outcome == proofs.OPEN,
+                        ChallengeRow.outcome == proofs.ChallengeOutcome.OPEN.value,
                         ChallengeRow.device_id.in_(fresh_ids[i : i + _CHUNK]),
                     )
                 ).scalars()
@@ -53,22 +55,20 @@ def waiting(state: AppState, connected: Collection[int], fresh: Collection[int])
     return sorted(found)
 
 
-def status_changes(state: AppState, since: dt.datetime) -> list[tuple[int, str]]:
-    """(device, status) for every status change since `since` (few at any moment)."""
+def status_changes(state: AppState, since: dt.datetime) -> list[tuple[int, bool]]:
+    """(device, whether its heartbeats count) for every device whose answer may have
+    changed since `since`: status changes, proofs owed or paid, challenges overdue."""
     with state.database.read() as session:
-        rows = session.execute(
-            select(Device.id, Device.status).where(Device.status_changed_at >= since)
-        ).all()
-    return [(r.id, r.status) for r in rows]
+        return liveness.changed_since(session, since, state.clock.now())
 
 
 def deliver(state: AppState, device_pk: int) -> Challenge | None:
-    """Hand out the device's open challenge (its budget starts now), or None."""
+    """Hand out the device's open challenge (its clock has run since issue), or None."""
     with state.database.transaction() as session:
         now = state.clock.now()
         try:
             device = proofs.speaking_device(session, device_pk, now)
-        except Unauthenticated:
+        except (Unauthenticated, Forbidden):
             return None
         return proofs.deliver(session, device, now=now, policy=state.proof_policy)
 

@@ -34,7 +34,7 @@ class ControlStats:
     handshakes: int = 0
     heartbeats: int = 0  # frames
     device_beats: int = 0  # devices those frames covered
-    counted_beats: int = 0  # of which verified, so recorded for uptime
+    counted_beats: int = 0  # of which counting (services.liveness), so recorded for uptime
     challenges_pushed: int = 0
     protocol_errors: int = 0
 
@@ -178,16 +178,17 @@ class ControlServer:
                 log.exception("control server housekeeping failed; retrying next tick")
 
     async def refresh_statuses(self, since: dt.datetime) -> dt.datetime:
-        """Follow status changes made elsewhere (expiry, operators, other replicas) so
-        heartbeats of a device that is no longer verified stop counting, and vice versa.
+        """Follow changes made elsewhere (expiry, verdicts, operators, other replicas) so
+        heartbeats of a device that no longer counts (not verified, a challenge overdue,
+        a proof owed) stop counting, and vice versa (services.liveness decides).
         Returns the time to ask from next (with a margin for clock skew between writers).
         """
         now = self.state.clock.now()
         changes = await asyncio.to_thread(relay.status_changes, self.state, since)
-        for pk, status in changes:
+        for pk, counts in changes:
             session = self.by_device.get(pk)
             if session is not None:
-                session.set_status(pk, status)
+                session.set_counting(pk, counts)
         return now - dt.timedelta(seconds=5)
 
     async def push_once(self) -> int:

@@ -64,8 +64,9 @@ class ServerSession(asyncio.Protocol):
         self.address: str | None = None
         self.id = secrets.token_hex(8)
         self.devices: dict[str, int] = {}  # public id -> row id, only after auth
-        # Uptime is recorded only for verified devices (services.uptime); kept current
-        # from verdicts relayed here and the server's periodic status refresh.
+        # Devices whose heartbeats count (services.liveness: verified, no challenge
+        # overdue, no proof owed); kept current from the handshake, verdicts relayed
+        # here and the server's periodic refresh.
         self.verified: set[int] = set()
         self.counted: list[int] = []
         self.agent_version = ""
@@ -259,9 +260,14 @@ class ServerSession(asyncio.Protocol):
         self.verified = verified
         self.counted = [pk for pk in self.devices.values() if pk in verified]
 
-    def set_status(self, pk: int, status: str) -> None:
-        if (pk in self.verified) != (status == "verified"):
+    def set_counting(self, pk: int, counts: bool) -> None:
+        if (pk in self.verified) != counts:
             self.set_verified(self.verified ^ {pk})
+
+    def set_status(self, pk: int, status: str) -> None:
+        """After a verdict relayed here: a pass pays any proof owed, so a verified
+        device counts again; any other status does not."""
+        self.set_counting(pk, status == "verified")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -126,6 +126,11 @@ class Device(Base):
     last_pass_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Failures forfeit uptime back to here: the last passed roll-call (or enrollment),
+    # since one GPU can pass staggered spot checks for several devices.
+    last_rollcall_pass_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set when a challenge lapsed unheard; until the next pass no heartbeat counts.
+    proof_owed_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Confidential-computing attestation (the higher tier), when the GPU offers it.
     attested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     attestation_ueid: Mapped[str | None] = mapped_column(String(128))
@@ -177,7 +182,8 @@ class Challenge(Base):
     hardware: Mapped[str | None] = mapped_column(Text)
     opening_secret: Mapped[str | None] = mapped_column(String(64))
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    outcome: Mapped[str] = mapped_column(String(16))  # open | committed | passed | failed
+    # services.proofs.ChallengeOutcome: open | committed | passed | failed | missed
+    outcome: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(String(255))
     commit_elapsed_s: Mapped[float | None] = mapped_column(Float)

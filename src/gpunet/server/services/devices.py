@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gpunet.core import signing
-from gpunet.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from gpunet.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from gpunet.core.models import DeviceStatus
 from gpunet.server.context import Ctx
 from gpunet.server.db.tables import Device, DeviceNonce
 from gpunet.server.security.principal import Principal, PrincipalKind
@@ -19,6 +20,33 @@ from gpunet.server.services import audit, writes
 
 OWNER_FIELDS = ("label", "region")
 WORKER_FIELDS = ("agent_version", "driver_version", "cuda_version", "os_name")
+# What a suspended device is told on every transport (the control channel's handshake too).
+SUSPENDED = "suspended: this device failed proof of GPU"
+
+
+def calling_device(
+    session: Session,
+    device_pk: int | None,
+    now: dt.datetime,
+    *,
+    lock: bool = False,
+    touch: bool = False,
+) -> Device:
+    """The device behind a signed call, over HTTP or the control channel.
+
+    Its signature was checked before this (by the request or the session's handshake),
+    so only its key holder learns why it is refused: a suspended device may do nothing
+    until an operator reinstates it, on either transport. `touch` records that it was
+    just heard from.
+    """
+    device = None if device_pk is None else session.get(Device, device_pk, with_for_update=lock)
+    if device is None:
+        raise Unauthenticated("unknown device")
+    if device.status == DeviceStatus.SUSPENDED.value:
+        raise Forbidden(SUSPENDED)
+    if touch:
+        device.last_seen_at = now
+    return device
 
 
 def view(device: Device, fields: Sequence[str]) -> dict[str, Any]:
@@ -80,9 +108,7 @@ def update_by_owner(ctx: Ctx, public_id: str, changes: dict[str, Any]) -> Device
 
 def update_by_device(ctx: Ctx, changes: dict[str, Any]) -> Device:
     """A device changes its own worker metadata; it has no way to name another device."""
-    device = ctx.session.get(Device, ctx.actor.device_id, with_for_update=True)
-    if device is None:
-        raise Unauthenticated("unknown device")
+    device = calling_device(ctx.session, ctx.actor.device_id, ctx.now, lock=True)
     return _apply(ctx, device, changes, WORKER_FIELDS, "device.update_metadata")
 
 
@@ -147,9 +173,7 @@ def rotate_key(
     new_key_signature: bytes,
 ) -> Device:
     """Hand a device's identity (and uptime) to a new key: the old key signs the new one."""
-    device = ctx.session.get(Device, ctx.actor.device_id, with_for_update=True)
-    if device is None:
-        raise Unauthenticated("unknown device")
+    device = calling_device(ctx.session, ctx.actor.device_id, ctx.now, lock=True)
     if abs(timestamp - int(ctx.now.timestamp())) > ctx.settings.device_signature_window_s:
         raise InvalidInput("rotation timestamp outside the allowed window")
     try:
@@ -190,8 +214,4 @@ def prune_nonces(session: Session, now: dt.datetime) -> int:
 
 
 def get_self(ctx: Ctx) -> Device:
-    device = ctx.session.get(Device, ctx.actor.device_id)
-    if device is None:
-        raise Unauthenticated("unknown device")
-    device.last_seen_at = ctx.now
-    return device
+    return calling_device(ctx.session, ctx.actor.device_id, ctx.now, touch=True)

@@ -2,9 +2,27 @@
 with everything they share an owner, a host or a network with, and in network-wide
 roll-calls (T8, T9).
 
-A due device never goes alone: its whole cohort (same owner, same host fingerprint,
-same /24 or /48 it enrolled from) is challenged in the same instant, so a box that
-makes one GPU look like eight must answer eight challenges at once.
+A due device never goes alone: its cohort (same owner, same host fingerprint, same
+/24 or /48 it enrolled from) is challenged in the same instant, so a box that makes one
+GPU look like eight must answer eight challenges at once. Every challenge of one batch
+(a cohort, a roll-call) carries one `roll_call_seed`.
+
+No challenge storms. Proof load per device is bounded whatever its neighbours do:
+
+    spot checks + cohort co-challenges <= 1 + T / min_challenge_gap_s in any T seconds
+                                          (<= 96 a day at the default 900 s)
+    + roll-calls                          (network-wide, ~ 86400 / rollcall_mean_s a day)
+    + its own failure retries             (back-off retry_after_failure_s * 2^k, k <= 6)
+    + its own lapse re-issues             (<= 1 per reissue_interval_s while it is silent)
+
+because a cohort co-challenge skips every member issued any challenge within the last
+`min_challenge_gap_s`, a due spot check waits out that gap too, and a device that let a
+challenge lapse (it owes a proof) is re-issued alone, never with its cohort, and never
+pulled into another's. The last two terms are the device's own doing; only the first
+depends on its neighbours, and it is capped.
+
+Roll-calls confirm uptime for rewards (services.rewards waits for one after an epoch);
+`rollcall_confirmed_until` says up to when they have.
 """
 
 from __future__ import annotations
@@ -14,13 +32,14 @@ import ipaddress
 import random
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gpunet.core.models import DeviceStatus
-from gpunet.core.pog import Catalog, new_challenge_id
+from gpunet.core.pog import Catalog, new_challenge_id, new_roll_call_seed
+from gpunet.server.db.tables import Challenge as ChallengeRow
 from gpunet.server.db.tables import Device
-from gpunet.server.services.proofs import ProofPolicy, issue
+from gpunet.server.services.proofs import OUTSTANDING, ROLLCALL, ProofPolicy, issue
 
 CHALLENGEABLE = (
     DeviceStatus.PENDING.value,
@@ -75,31 +94,40 @@ def issue_batch(
     catalog: Catalog,
     policy: ProofPolicy,
 ) -> int:
+    """Challenge `devices` in one instant, as one batch with one roll-call seed."""
     batch = new_challenge_id().replace("pog_", "batch_")
+    seed = new_roll_call_seed()
     issued = 0
     for device in devices:
         member_kind = "enrollment" if device.status == DeviceStatus.PENDING.value else kind
-        if (
-            issue(
-                session,
-                device,
-                kind=member_kind,
-                batch=batch,
-                now=now,
-                catalog=catalog,
-                policy=policy,
-            )
-            is not None
-        ):
-            issued += 1
+        row = issue(
+            session,
+            device,
+            kind=member_kind,
+            batch=batch,
+            now=now,
+            catalog=catalog,
+            policy=policy,
+            roll_call_seed=seed,
+        )
+        issued += row is not None
     return issued
 
 
-def schedule_due(
-    session: Session, *, now: dt.datetime, catalog: Catalog, policy: ProofPolicy, limit: int = 200
-) -> int:
-    """Challenge devices whose time has come, each with its whole cohort."""
-    due = (
+def last_issued(session: Session, ids: Sequence[int], since: dt.datetime) -> dict[int, dt.datetime]:
+    """When each of `ids` was last issued a challenge, for those issued one after `since`."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(ChallengeRow.device_id, func.max(ChallengeRow.issued_at))
+        .where(ChallengeRow.device_id.in_(ids), ChallengeRow.issued_at > since)
+        .group_by(ChallengeRow.device_id)
+    ).all()
+    return {device_id: at for device_id, at in rows}
+
+
+def _due(session: Session, now: dt.datetime, limit: int) -> Sequence[Device]:
+    return (
         session.execute(
             select(Device)
             .where(
@@ -113,15 +141,41 @@ def schedule_due(
         .scalars()
         .all()
     )
+
+
+def schedule_due(
+    session: Session, *, now: dt.datetime, catalog: Catalog, policy: ProofPolicy, limit: int = 200
+) -> int:
+    """Challenge devices whose time has come, each with its cohort (see the module's
+    docstring for who is left out, and the bound that gives)."""
+    gap = dt.timedelta(seconds=policy.min_challenge_gap_s)
     done: set[int] = set()
     issued = 0
-    for device in due:
+    for device in _due(session, now, limit):
         if device.id in done:
             continue
-        members = cohort(session, device)
-        done.update(d.id for d in members)
+        done.add(device.id)
+        if device.proof_owed_since is not None:
+            # It let a challenge lapse: again alone, so its absence never makes its
+            # neighbours re-prove (lapse() spaced these by the reissue interval).
+            issued += issue_batch(
+                session, [device], kind="spot", now=now, catalog=catalog, policy=policy
+            )
+            continue
+        members = [m for m in cohort(session, device) if m.id not in done]
+        recent = last_issued(session, [device.id] + [m.id for m in members], now - gap)
+        if device.failures == 0 and device.id in recent:
+            # A plain spot check within the gap of its last challenge waits it out.
+            device.next_check_at = recent[device.id] + gap
+            continue
+        together = [device] + [
+            m
+            for m in members
+            if m.id != device.id and m.id not in recent and m.proof_owed_since is None
+        ]
+        done.update(m.id for m in together)
         issued += issue_batch(
-            session, members, kind="spot", now=now, catalog=catalog, policy=policy
+            session, together, kind="spot", now=now, catalog=catalog, policy=policy
         )
     return issued
 
@@ -129,7 +183,8 @@ def schedule_due(
 def rollcall(
     session: Session, *, fraction: float, now: dt.datetime, catalog: Catalog, policy: ProofPolicy
 ) -> int:
-    """Challenge a random sample of all verified devices in one instant."""
+    """Challenge a random sample (by default all) of the verified devices in one
+    instant, as one batch: one GPU behind several devices must answer them all at once."""
     if not 0 < fraction <= 1:
         raise ValueError("a roll-call samples a fraction in (0, 1]")
     ids = (
@@ -145,4 +200,15 @@ def rollcall(
         .scalars()
         .all()
     )
-    return issue_batch(session, devices, kind="rollcall", now=now, catalog=catalog, policy=policy)
+    return issue_batch(session, devices, kind=ROLLCALL, now=now, catalog=catalog, policy=policy)
+
+
+def rollcall_confirmed_until(session: Session) -> dt.datetime | None:
+    """The start of the latest roll-call whose every challenge is resolved (passed,
+    failed or lapsed): uptime before it has been confirmed, or forfeited by now."""
+    unresolved = select(ChallengeRow.batch).where(ChallengeRow.outcome.in_(OUTSTANDING))
+    return session.execute(
+        select(func.max(ChallengeRow.issued_at)).where(
+            ChallengeRow.kind == ROLLCALL, ChallengeRow.batch.not_in(unresolved)
+        )
+    ).scalar_one_or_none()

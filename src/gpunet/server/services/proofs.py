@@ -3,19 +3,35 @@ and turn each verdict into the device's next status.
 
 The exchange is three signed calls by the device, any of which may reach any replica:
 
-    GET  worker/challenge                  -> the Challenge (clock starts at delivery)
+    GET  worker/challenge                  -> the Challenge (or pushed on the control channel)
     POST worker/challenge/{id}/commitment  -> roots in; rows to open out (drawn now)
     POST worker/challenge/{id}/openings    -> rows in; verdict out
 
 Cheap checks come first (ownership, state, deadline, shape, hardware), the exact
-recomputation last. A challenge must be fetched within a short grace after issue:
-devices challenged at one moment (same owner, host or network; roll-calls) therefore
-start together, and one backend answering for two of them runs out of budget.
+recomputation last.
+
+Clocks (docs/proof-of-gpu.md, "Coordinator: schedule, clocks and forfeits"):
+
+- The clock starts at issue. The commitment is due by issue + budget + the delivery
+  allowance (slack for the push or poll in flight), and the time charged against the
+  budget is measured from issue less that allowance, never from when the device chose
+  to fetch: devices challenged together start together, and a backend answering for
+  two of them in turn runs out of budget.
+- Heard from = received: any authenticated contact while a challenge is outstanding
+  (heartbeat, fetch, control session, push) marks it delivered. A delivered challenge
+  left unanswered past its deadline is a failure (too slow), with its forfeit.
+- Not heard from at all before the deadline = lapsed (`missed`). A lapsed roll-call is
+  a failure like any other. Any other lapsed challenge is void for status, but the
+  device owes a proof: none of its heartbeats count until it passes again, and it is
+  challenged again alone, at most once per `reissue_interval_s`.
+- A failure forfeits uptime back to the last passed roll-call (or the enrollment pass):
+  one GPU can pass staggered spot checks for several devices, never a roll-call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import random
 import time
@@ -24,7 +40,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gpunet.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from gpunet.core.errors import Conflict, InvalidInput, NotFound
 from gpunet.core.models import DeviceStatus, HardwareClaim
 from gpunet.core.pog import (
     Catalog,
@@ -56,10 +72,22 @@ from gpunet.server.services.attestation import (
     attestation_nonce,
 )
 from gpunet.server.services.device_status import switch_device_status
+from gpunet.server.services.devices import calling_device
 from gpunet.server.settings import Settings
 
-OPEN, COMMITTED, PASSED, FAILED, MISSED = "open", "committed", "passed", "failed", "missed"
-OUTSTANDING = (OPEN, COMMITTED)
+
+class ChallengeOutcome(enum.StrEnum):
+    """A challenge's state as stored in `challenges.outcome`."""
+
+    OPEN = "open"  # issued, waiting for a commitment
+    COMMITTED = "committed"  # roots in, waiting for openings
+    PASSED = "passed"
+    FAILED = "failed"
+    MISSED = "missed"  # lapsed: the device was not heard from before the deadline
+
+
+OUTSTANDING = (ChallengeOutcome.OPEN.value, ChallengeOutcome.COMMITTED.value)
+ROLLCALL = "rollcall"
 
 # A device that no longer is what it enrolled as is not "suspect": it is suspended.
 IDENTITY_REASONS = frozenset(
@@ -83,19 +111,28 @@ def next_spot_check(now: dt.datetime, mean_s: float) -> dt.datetime:
 
 @dataclass(frozen=True, slots=True)
 class ProofPolicy:
-    delivery_grace_s: float = 5.0
+    delivery_allowance_s: float = 2.0
     spot_check_mean_s: float = 6 * 3600.0
     retry_after_failure_s: float = 60.0
+    reissue_interval_s: float = 600.0
+    min_challenge_gap_s: float = 900.0
     development: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProofPolicy:
         return cls(
-            delivery_grace_s=settings.challenge_delivery_grace_s,
+            delivery_allowance_s=settings.delivery_allowance_s,
             spot_check_mean_s=settings.spot_check_mean_s,
             retry_after_failure_s=settings.retry_after_failure_s,
+            reissue_interval_s=settings.reissue_interval_s,
+            min_challenge_gap_s=settings.min_challenge_gap_s,
             development=settings.development,
         )
+
+    def charged_s(self, issued_at: dt.datetime, now: dt.datetime) -> float:
+        """Seconds charged against a commitment's budget: from issue, less the
+        allowance for the challenge in flight (so the verdict and the deadline agree)."""
+        return max(0.0, (now - issued_at).total_seconds() - self.delivery_allowance_s)
 
 
 def claim_of(device: Device) -> HardwareClaim:
@@ -129,8 +166,10 @@ def issue(
     now: dt.datetime,
     catalog: Catalog,
     policy: ProofPolicy,
+    roll_call_seed: bytes | None = None,
 ) -> ChallengeRow | None:
-    """Issue a challenge unless the device already has one outstanding."""
+    """Issue a challenge unless the device already has one outstanding; its clock runs
+    from now. Devices challenged together share `roll_call_seed` (one per batch)."""
     if outstanding(session, device.id) is not None:
         return None
     profile = catalog.for_claim(claim_of(device))
@@ -143,7 +182,7 @@ def issue(
             policy=policy,
         )
         return None
-    msg = issue_challenge(profile, now=now)
+    msg = issue_challenge(profile, now=now, roll_call_seed=roll_call_seed)
     device.profile = profile.key
     row = ChallengeRow(
         id=msg.id,
@@ -153,8 +192,8 @@ def issue(
         profile=profile.key,
         body=msg.model_dump_json(),
         issued_at=now,
-        deadline=msg.deadline + dt.timedelta(seconds=policy.delivery_grace_s),
-        outcome=OPEN,
+        deadline=msg.deadline + dt.timedelta(seconds=policy.delivery_allowance_s),
+        outcome=ChallengeOutcome.OPEN.value,
     )
     session.add(row)
     session.flush()
@@ -170,44 +209,91 @@ def _mine(session: Session, device_id: int, challenge_id: str) -> ChallengeRow:
     return row
 
 
-def miss(row: ChallengeRow, device: Device, *, now: dt.datetime) -> None:
-    """A challenge the device never received (it was offline): void, not failed.
+def lapse(
+    session: Session, row: ChallengeRow, device: Device, *, now: dt.datetime, policy: ProofPolicy
+) -> None:
+    """A challenge whose device was not heard from at all before its deadline.
 
-    Being offline costs a device its uptime, not its status. It is due again at once,
-    so it proves itself as soon as it is back, before its heartbeats count again. A
-    device that received a challenge and did not answer has failed it (see `expire`):
-    dropping the connection when challenged does not help a cheater.
+    A roll-call costs what a failure costs: otherwise the one device of two on a GPU
+    that cannot answer in time would just stay silent. Any other challenge is void for
+    status (being offline costs uptime, not standing), but the device owes a proof:
+    none of its heartbeats count until it passes, and it is challenged again alone,
+    once per reissue interval, not at every scheduler pass.
     """
-    row.outcome = MISSED
+    row.outcome = ChallengeOutcome.MISSED.value
     row.completed_at = now
-    row.detail = "not fetched within the delivery grace (device offline)"
-    device.next_check_at = now
+    if row.kind == ROLLCALL:
+        verdict = Failure(FailureReason.TOO_SLOW, "roll-call lapsed: not heard from in time")
+        row.reason = verdict.reason.value
+        row.detail = verdict.detail
+        apply_verdict(session, device, verdict, now=now, policy=policy)
+        return
+    row.detail = "lapsed: not heard from before the deadline (device offline)"
+    if device.proof_owed_since is None:
+        device.proof_owed_since = now
+    device.next_check_at = max(now, row.issued_at + dt.timedelta(seconds=policy.reissue_interval_s))
+
+
+def settle_overdue(
+    session: Session, row: ChallengeRow, device: Device, *, now: dt.datetime, policy: ProofPolicy
+) -> None:
+    """Close an outstanding challenge past its deadline: lapsed if its device was never
+    heard from while it was outstanding, otherwise failed as too slow."""
+    if row.outcome == ChallengeOutcome.OPEN and row.delivered_at is None:
+        lapse(session, row, device, now=now, policy=policy)
+        return
+    what = "openings" if row.outcome == ChallengeOutcome.COMMITTED else "commitment"
+    finish(
+        session,
+        row,
+        device,
+        Failure(FailureReason.TOO_SLOW, f"no {what} before the deadline"),
+        now=now,
+        policy=policy,
+    )
 
 
 def speaking_device(session: Session, device_pk: int, now: dt.datetime) -> Device:
     """The device taking part in an exchange, locked; it was just heard from."""
-    device = session.get(Device, device_pk, with_for_update=True)
-    if device is None:
-        raise Unauthenticated("unknown device")
-    device.last_seen_at = now
-    return device
+    return calling_device(session, device_pk, now, lock=True, touch=True)
+
+
+def hear_from(session: Session, device: Device, now: dt.datetime) -> ChallengeRow | None:
+    """The device was just heard from: a challenge outstanding for it is received (its
+    clock has been running since issue). Returns that challenge, overdue or not."""
+    row = outstanding(session, device.id)
+    if (
+        row is not None
+        and row.outcome == ChallengeOutcome.OPEN
+        and row.delivered_at is None
+        and now <= row.deadline
+    ):
+        row.delivered_at = now
+    return row
 
 
 def deliver(
     session: Session, device: Device, *, now: dt.datetime, policy: ProofPolicy
 ) -> Challenge | None:
-    """The device's outstanding challenge, if it is waiting for a commitment."""
+    """The device's outstanding challenge, if it is waiting for a commitment.
+
+    Fetching late gains nothing: the clock started at issue, and a challenge past its
+    deadline is settled here and then (failed if it had been received, else lapsed).
+    """
     row = session.execute(
         select(ChallengeRow)
-        .where(ChallengeRow.device_id == device.id, ChallengeRow.outcome == OPEN)
+        .where(
+            ChallengeRow.device_id == device.id,
+            ChallengeRow.outcome == ChallengeOutcome.OPEN.value,
+        )
         .with_for_update()
     ).scalar_one_or_none()
     if row is None:
         return None
+    if now > row.deadline:
+        settle_overdue(session, row, device, now=now, policy=policy)
+        return None
     if row.delivered_at is None:
-        if (now - row.issued_at).total_seconds() > policy.delivery_grace_s:
-            miss(row, device, now=now)
-            return None
         row.delivered_at = now
     return Challenge.model_validate_json(row.body)
 
@@ -225,8 +311,10 @@ def accept_commitment(
     verifier: AttestationVerifier | None = None,
 ) -> OpeningRequest | Failure:
     row = _mine(session, device.id, challenge_id)
-    if row.outcome != OPEN or row.delivered_at is None:
+    if row.outcome != ChallengeOutcome.OPEN:
         raise Conflict("this challenge is not waiting for a commitment")
+    if row.delivered_at is None:
+        row.delivered_at = now  # a commitment is contact too (pushed and answered at once)
     msg = Challenge.model_validate_json(row.body)
     attested_ueid = None
     if attestation is not None:
@@ -237,7 +325,7 @@ def accept_commitment(
         if not isinstance(attested, Attested):
             raise InvalidInput(f"attestation refused: {attested.reason}")
         attested_ueid = attested.ueid
-    elapsed = (now - row.delivered_at).total_seconds()
+    elapsed = policy.charged_s(row.issued_at, now)
     verdict = check_commitment_shape(msg, commitment)
     if verdict:
         verdict = check_timing(msg, elapsed)
@@ -261,10 +349,10 @@ def accept_commitment(
     row.opening_secret = secret.hex()
     row.commitment = commitment.model_dump_json()
     row.committed_at = now
-    row.outcome = COMMITTED
-    # From now on the pending step is the openings: they have their own, shorter budget
-    # (plus the delivery grace as slack for the request in flight).
-    row.deadline = now + dt.timedelta(seconds=msg.open_budget_s + policy.delivery_grace_s)
+    row.outcome = ChallengeOutcome.COMMITTED.value
+    # From now on the pending step is the openings: they have their own budget (plus
+    # the delivery allowance as slack for the request in flight).
+    row.deadline = now + dt.timedelta(seconds=msg.open_budget_s + policy.delivery_allowance_s)
     return plan_openings(msg, secret).request()
 
 
@@ -297,7 +385,7 @@ def accept_openings(
     catalog: Catalog,
 ) -> Verdict:
     row = _mine(session, device.id, challenge_id)
-    if row.outcome != COMMITTED or row.committed_at is None:
+    if row.outcome != ChallengeOutcome.COMMITTED or row.committed_at is None:
         raise Conflict("this challenge is not waiting for openings")
     assert row.commitment and row.opening_secret and row.commit_elapsed_s is not None
     msg = Challenge.model_validate_json(row.body)
@@ -329,7 +417,7 @@ def finish(
     policy: ProofPolicy,
 ) -> None:
     row.completed_at = now
-    row.outcome = PASSED if verdict else FAILED
+    row.outcome = (ChallengeOutcome.PASSED if verdict else ChallengeOutcome.FAILED).value
     if isinstance(verdict, Failure):
         row.reason = verdict.reason.value
         row.detail = verdict.detail[:255]
@@ -338,24 +426,36 @@ def finish(
         if ueid:
             device.attestation_ueid = ueid
             device.attested_at = now
-    apply_verdict(session, device, verdict, now=now, policy=policy)
+    apply_verdict(session, device, verdict, now=now, policy=policy, rollcall=row.kind == ROLLCALL)
 
 
 def apply_verdict(
-    session: Session, device: Device, verdict: Verdict, *, now: dt.datetime, policy: ProofPolicy
+    session: Session,
+    device: Device,
+    verdict: Verdict,
+    *,
+    now: dt.datetime,
+    policy: ProofPolicy,
+    rollcall: bool = False,
 ) -> None:
     """What a verdict does to a device. Status changes go through switch_device_status.
 
-    pass:  pending/suspect -> verified; the next spot check is drawn.
+    pass:  pending/suspect -> verified; the next spot check is drawn; a proof owed is
+           paid. A roll-call pass (or the enrollment pass) confirms uptime up to now.
     fail:  verified -> suspect (checked again soon); suspect -> suspended;
            pending stays pending until repeated failures suspend it;
            a changed or duplicated identity suspends at once.
-           Uptime since the last pass is forfeited (recorded for the uptime ledger).
+           Uptime since the last passed roll-call is forfeited (recorded for the uptime
+           ledger): spot checks alone do not confirm it, since one GPU can pass
+           staggered spot checks for several devices.
     """
     actor = Principal.system("proof-of-gpu")
     status = DeviceStatus(device.status)
     if isinstance(verdict, Success):
         device.last_pass_at = now
+        if rollcall or status is DeviceStatus.PENDING:
+            device.last_rollcall_pass_at = now
+        device.proof_owed_since = None
         device.failures = 0
         device.next_check_at = next_spot_check(now, policy.spot_check_mean_s)
         if status in (DeviceStatus.PENDING, DeviceStatus.SUSPECT):
@@ -376,7 +476,7 @@ def apply_verdict(
             at=now,
             kind="proof_failed",
             reason=f"{verdict.reason.value}: {verdict.detail}"[:255],
-            forfeit_from=device.last_pass_at,
+            forfeit_from=device.last_rollcall_pass_at or device.last_pass_at,
         )
     )
     device.next_check_at = now + dt.timedelta(
@@ -402,11 +502,7 @@ def apply_verdict(
 
 
 def expire(session: Session, *, now: dt.datetime, policy: ProofPolicy, limit: int = 1000) -> int:
-    """Close challenges whose pending step ran out of time.
-
-    Never received (the device was offline): void, see `miss`. Received and not
-    committed, or committed and not opened: a failed check.
-    """
+    """Close challenges whose pending step ran out of time (see `settle_overdue`)."""
     rows = (
         session.execute(
             select(ChallengeRow)
@@ -420,18 +516,7 @@ def expire(session: Session, *, now: dt.datetime, policy: ProofPolicy, limit: in
     for row in rows:
         device = session.get(Device, row.device_id, with_for_update=True)
         assert device is not None
-        if row.outcome == OPEN and row.delivered_at is None:
-            miss(row, device, now=now)
-            continue
-        what = "openings" if row.outcome == COMMITTED else "commitment"
-        finish(
-            session,
-            row,
-            device,
-            Failure(FailureReason.TOO_SLOW, f"no {what} before the deadline"),
-            now=now,
-            policy=policy,
-        )
+        settle_overdue(session, row, device, now=now, policy=policy)
     return len(rows)
 
 

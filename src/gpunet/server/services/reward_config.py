@@ -29,6 +29,8 @@ class RewardConfig:
     policy: IncidentPolicy
     weights: dict[str, Fraction]  # catalog profile key -> exact reward weight
     settle_s: float
+    # Close an epoch only once a roll-call started after its end has resolved.
+    await_rollcall: bool = False
 
 
 def exact_weight(value: float) -> Fraction:
@@ -73,4 +75,5 @@ def load_config(settings: Settings, catalog: Catalog) -> RewardConfig:
         ),
         weights=catalog_weights(catalog, development=settings.development),
         settle_s=settings.rewards_settle_s,
+        await_rollcall=settings.await_rollcall,
     )

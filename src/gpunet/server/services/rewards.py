@@ -29,6 +29,7 @@ from gpunet.core.errors import Conflict, InvalidInput
 from gpunet.core.rewards import PayoutProof, Snapshot
 from gpunet.server.db.engine import Database
 from gpunet.server.db.tables import RewardEpoch, RewardPayout, UptimeSlots
+from gpunet.server.services import proof_schedule
 from gpunet.server.services.reward_config import RewardConfig
 from gpunet.server.services.reward_inputs import Counted, device_uptimes, plan
 from gpunet.server.services.uptime import CHUNK_SLOTS
@@ -178,8 +179,13 @@ def due_epochs(
 
     The first epoch considered is the earliest one with uptime or already closed: epochs
     before anyone ever sent a heartbeat are left alone (nothing could be paid in them).
+    With `config.await_rollcall`, an epoch is due only once a roll-call started after
+    its end has resolved: a device that fails or misses it forfeits uptime back to its
+    last roll-call pass, and that must reach the epoch before it is paid.
     """
     last = latest_due(config, now)
+    if config.await_rollcall:
+        last = min(last, rollcall_confirmed_epoch(session, config))
     spe = config.schedule.clock.slots_per_epoch
     first_chunk = session.execute(select(func.min(UptimeSlots.chunk))).scalar_one_or_none()
     first_closed = session.execute(select(func.min(RewardEpoch.epoch))).scalar_one_or_none()
@@ -205,6 +211,14 @@ def due_epochs(
             if limit is not None and len(out) >= limit:
                 break
     return out
+
+
+def rollcall_confirmed_epoch(session: Session, config: RewardConfig) -> int:
+    """The last epoch that ends no later than the latest resolved roll-call (-1: none)."""
+    until = proof_schedule.rollcall_confirmed_until(session)
+    if until is None:
+        return -1
+    return config.schedule.clock.epoch_index(until.timestamp()) - 1
 
 
 def close_due(
