@@ -76,10 +76,13 @@ _EXACT = (
     + _FROM
     + " AND d.status_changed_at > :since"
 )
+# Failures in the epoch, and later ones whose forfeit reaches back into it (a failure
+# forfeits back to the last roll-call pass, and epochs close only after a later
+# roll-call has resolved: services.rewards.due_epochs).
 _FORFEITS = (
     text(
         "SELECT device_id, at, forfeit_from FROM device_events "
-        "WHERE kind = 'proof_failed' AND at >= :start AND at < :end"
+        "WHERE kind = 'proof_failed' AND at >= :start AND (at < :end OR forfeit_from < :end)"
     )
     .bindparams(bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()))
     .columns(device_id=BigInteger(), at=UTCDateTime(), forfeit_from=UTCDateTime())
