@@ -21,9 +21,12 @@ from gpunet.agent.provers.calibrate import calibrate
 from gpunet.core.pog import ChallengeParams
 
 
-def run(backend: str, n: int, steps: int, width: int = 64, repeats: int = 3) -> None:
-    p = ChallengeParams(n=n, steps=steps, refs=1, digest_width=width, rows_per_check=8,
-                        checked_steps=steps)
+def run(
+    backend: str, n: int, steps: int, width: int = 64, repeats: int = 3, refs: int = 8
+) -> None:
+    # The last tenth of the steps read `refs` older rows per row, as catalog profiles do.
+    p = ChallengeParams(n=n, steps=steps, refs=refs, read_steps=max(1, steps // 10),
+                        digest_width=width, rows_per_check=1, checked_steps=min(64, steps))
     r = calibrate("cpu-dev", backend, params=p, repeats=repeats)
     # Best run against best plain GEMM: both least disturbed by other load on the host.
     best = min(r.runs_s)

@@ -69,7 +69,7 @@ class Exchange:
 def exchange(prover: Prover, challenge: Challenge, secret_label: str = "open") -> Exchange:
     """Commit, then draw the openings (after the commitment), then open."""
     commitment = prover.commit(challenge)
-    plan = plan_openings(challenge, seed_of(secret_label + challenge.id))
+    plan = plan_openings(challenge, seed_of(secret_label + challenge.id), commitment)
     return Exchange(challenge, commitment, plan, prover.open(plan.request()))
 
 

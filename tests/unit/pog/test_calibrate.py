@@ -23,10 +23,10 @@ def test_calibrate_cpu_dev_on_the_numpy_prover():
 
 
 def test_calibrate_accepts_other_sizes():
-    p = ChallengeParams(n=128, steps=2, refs=1, digest_width=32, rows_per_check=4,
+    p = ChallengeParams(n=128, steps=3, refs=2, read_steps=2, digest_width=32, rows_per_check=4,
                         checked_steps=2)
     r = calibrate("cpu-dev", "cpu", params=p, repeats=1)
-    assert r.params == p and r.chain_ops == 2 * 2 * 128**3
+    assert r.params == p and r.chain_ops == 3 * 2 * 128**3
 
 
 def test_torch_cpu_backend_passes_the_self_test():

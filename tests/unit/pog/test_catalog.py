@@ -50,8 +50,9 @@ def test_gpu_budgets_are_marked_uncalibrated_until_measured(catalog):
 
 def test_datasheet_estimates_are_the_computed_ones(catalog):
     m = catalog.get("h100-sxm")
-    est = expected_seconds(m.params, DeviceRates(0.65 * 1979e12, 0.8 * 3350e9))
+    est = expected_seconds(m.params, DeviceRates(0.65 * 1979e12, 0.8 * 3350e9, 64e9))
     assert m.budget.expected_s == pytest.approx(est, abs=0.01)
+    assert m.budget.budget_s == pytest.approx(1.2 * est, abs=0.01)
 
 
 def test_cpu_dev_counts_only_in_development(catalog):

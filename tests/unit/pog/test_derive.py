@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpunet.core.pog import ChallengeParams
-from gpunet.core.pog.derive import ChallengeKeys, Derivation, ref_steps
+from gpunet.core.pog.derive import ChallengeKeys, Derivation, row_refs
 from gpunet.core.pog.digest import row_digests
 from gpunet.core.pog.exact import exact_products
 from gpunet.core.pog.prf import f_round, prf_rows
@@ -57,21 +57,34 @@ def test_exact_products_at_the_largest_n():
     assert (exact_products(a, a) == 65536 * 128 * 128).all()
 
 
-@given(seed=seeds, steps=st.integers(1, 12), refs=st.integers(0, 4))
-@settings(max_examples=40, deadline=None)
-def test_reference_steps_are_older_and_distinct(seed, steps, refs):
-    p = ChallengeParams(n=64, steps=steps, refs=refs, digest_width=32, rows_per_check=2,
-                        checked_steps=1)
-    for t, chosen in enumerate(ref_steps(seed, p)):
-        assert len(chosen) == min(refs, t) == len(set(chosen))
-        assert all(0 <= q < t for q in chosen)
-    assert ref_steps(seed, p) == ref_steps(seed, p)
+@given(seed=seeds, step=st.integers(0, 4000), root=st.binary(min_size=32, max_size=32),
+       k=st.integers(0, 64))
+@settings(max_examples=60, deadline=None)
+def test_reference_steps_are_older_and_reproducible(seed, step, root, k):
+    rows = np.arange(0, 65536, 997)
+    refs = row_refs(seed, step, root, rows, k)
+    assert refs.shape == (rows.size, k if step else 0)
+    assert (refs < max(step, 1)).all()
+    assert (refs == row_refs(seed, step, root, rows, k)).all()
+
+
+def test_reference_steps_spread_over_all_older_steps():
+    refs = row_refs(b"s" * 32, 100, b"r" * 32, np.arange(8192), 16)
+    counts = np.bincount(refs.ravel().astype(np.int64), minlength=100)
+    assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()
+
+
+def test_references_change_with_the_root():
+    rows = np.arange(4096)
+    a = row_refs(b"s" * 32, 50, b"a" * 32, rows, 8)
+    b = row_refs(b"s" * 32, 50, b"b" * 32, rows, 8)
+    assert (a != b).mean() > 0.9
 
 
 @given(seed=seeds, row=st.integers(0, 7), col=st.integers(0, 255), flip=st.integers(1, 255))
 @settings(max_examples=40, deadline=None)
 def test_any_changed_byte_changes_the_digest(seed, row, col, flip):
-    p = ChallengeParams(n=256, steps=1, refs=0, digest_width=32, rows_per_check=2,
+    p = ChallengeParams(n=256, steps=1, refs=0, read_steps=0, digest_width=32, rows_per_check=2,
                         checked_steps=1)
     d = Derivation(seed, p)
     rows = prf_rows(d.keys.x0, np.arange(8), 256)

@@ -24,7 +24,7 @@ def test_honest_cpu_prover_passes_200_of_200(dev_profile):
         t0 = time.perf_counter()
         commitment = prover.commit(challenge)
         t1 = time.perf_counter()
-        plan = plan_openings(challenge, new_opening_secret())
+        plan = plan_openings(challenge, new_opening_secret(), commitment)
         response = prover.open(plan.request())
         t2 = time.perf_counter()
         verdict = verify(challenge, commitment, plan, response,

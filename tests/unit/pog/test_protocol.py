@@ -44,7 +44,7 @@ def test_messages_bound_sizes(honest):
     with pytest.raises(ValidationError):
         Challenge.model_validate(data)
     with pytest.raises(ValidationError):
-        ChallengeParams(n=100, steps=2, refs=0, digest_width=32, rows_per_check=2,
+        ChallengeParams(n=100, steps=2, refs=0, read_steps=0, digest_width=32, rows_per_check=2,
                         checked_steps=2)
     with pytest.raises(ValidationError):
         OpeningResponse(challenge_id=honest.challenge.id, rows=honest.response.rows * 2)
@@ -66,7 +66,7 @@ def test_missing_and_extra_rows(honest):
     v = verify(honest.challenge, honest.commitment, honest.plan, fewer,
                commit_elapsed_s=0, open_elapsed_s=0)
     assert isinstance(v, Failure) and v.reason is FailureReason.MISSING_ROWS
-    other_plan = plan_openings(honest.challenge, seed_of("another secret"))
+    other_plan = plan_openings(honest.challenge, seed_of("another secret"), honest.commitment)
     v = verify(honest.challenge, honest.commitment, other_plan, honest.response,
                commit_elapsed_s=0, open_elapsed_s=0)
     assert isinstance(v, Failure)
@@ -98,10 +98,19 @@ def test_short_row_is_malformed(honest):
 
 
 def test_plan_is_reproducible_from_the_secret_and_checks_step_zero(honest):
-    ch = honest.challenge
-    assert plan_openings(ch, seed_of("x")) == plan_openings(ch, seed_of("x"))
-    assert plan_openings(ch, seed_of("x")) != plan_openings(ch, seed_of("y"))
-    assert plan_openings(ch, seed_of("x")).checks[0].step == 0
+    ch, c = honest.challenge, honest.commitment
+    assert plan_openings(ch, seed_of("x"), c) == plan_openings(ch, seed_of("x"), c)
+    assert plan_openings(ch, seed_of("x"), c) != plan_openings(ch, seed_of("y"), c)
+    assert plan_openings(ch, seed_of("x"), c).checks[0].step == 0
+
+
+def test_reference_rows_follow_the_committed_roots(honest):
+    """The rows each check reads come from the roots: other roots, other references."""
+    ch, c = honest.challenge, honest.commitment
+    other = c.model_copy(update={"roots": (c.roots[0], *(bytes(32),) * (len(c.roots) - 1))})
+    mine, theirs = plan_openings(ch, seed_of("x"), c), plan_openings(ch, seed_of("x"), other)
+    assert [k.outputs for k in mine.checks] == [k.outputs for k in theirs.checks]
+    assert [k.refs for k in mine.checks[1:]] != [k.refs for k in theirs.checks[1:]]
 
 
 def test_prover_refuses_to_open_for_another_challenge(honest, dev_profile):
@@ -121,7 +130,7 @@ def test_whole_exchange_through_json(dev_profile):
     prover = CpuProver()
     commitment_json = prover.commit(Challenge.model_validate_json(challenge.model_dump_json()))
     commitment = Commitment.model_validate_json(commitment_json.model_dump_json())
-    plan = plan_openings(challenge, seed_of("json-secret"))
+    plan = plan_openings(challenge, seed_of("json-secret"), commitment)
     request = OpeningRequest.model_validate_json(plan.request().model_dump_json())
     response = OpeningResponse.model_validate_json(prover.open(request).model_dump_json())
     v = verify(challenge, commitment, plan, response, commit_elapsed_s=0.1, open_elapsed_s=0.1)

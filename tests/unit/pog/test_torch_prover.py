@@ -30,7 +30,7 @@ def test_torch_prf_matches_numpy(key, start, count):
 @given(seed=st.binary(min_size=32, max_size=32))
 @settings(max_examples=20, deadline=None)
 def test_torch_digests_match_numpy(seed):
-    p = ChallengeParams(n=128, steps=1, refs=0, digest_width=64, rows_per_check=2,
+    p = ChallengeParams(n=128, steps=1, refs=0, read_steps=0, digest_width=64, rows_per_check=2,
                         checked_steps=1)
     d = Derivation(seed, p)
     rows = prf_rows(d.keys.x0, np.arange(32), 128)
@@ -59,7 +59,7 @@ def test_torch_prover_opens_any_plan(dev_profile):
     tp = TorchProver("cpu")
     commitment = tp.commit(ch)
     for i in range(3):
-        plan = plan_openings(ch, seed_of(f"tp{i}"))
+        plan = plan_openings(ch, seed_of(f"tp{i}"), commitment)
         from gpunet.core.pog import verify
 
         assert verify(ch, commitment, plan, tp.open(plan.request()),

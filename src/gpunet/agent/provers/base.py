@@ -4,6 +4,8 @@ they share (Merkle trees over device digests, assembling openings).
 A prover answers one challenge at a time: `commit` runs the whole chain on the device and
 returns the roots; `open` answers the coordinator's row request from what it kept. The
 matrices stay on the device between the two calls: keeping them is the memory phase.
+The root of each step is needed while the chain runs (it chooses the next step's
+reference rows), so backends build each step's tree (core.pog.rowtree) as they go.
 """
 
 from __future__ import annotations
@@ -12,10 +14,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-import numpy as np
-import numpy.typing as npt
-
-from gpunet.core.merkle import MerkleTree, hash_leaf
 from gpunet.core.pog.messages import (
     Challenge,
     Commitment,
@@ -23,6 +21,7 @@ from gpunet.core.pog.messages import (
     OpeningRequest,
     OpeningResponse,
 )
+from gpunet.core.pog.rowtree import StepTree
 
 
 class ProverError(RuntimeError):
@@ -36,12 +35,12 @@ class Prover(ABC):
 
     def __init__(self) -> None:
         self._challenge: Challenge | None = None
-        self._trees: list[MerkleTree] = []
+        self._trees: list[StepTree] = []
 
     # -- backend hooks ------------------------------------------------------------------
     @abstractmethod
-    def _run(self, challenge: Challenge) -> npt.NDArray[np.uint8]:
-        """Compute X_0..X_T on the device, keep them, return (T+1, n, 16) row digests."""
+    def _run(self, challenge: Challenge) -> list[StepTree]:
+        """Compute X_0..X_T on the device, keep them, return the tree of every step."""
 
     @abstractmethod
     def _row(self, step: int, index: int) -> bytes:
@@ -56,8 +55,7 @@ class Prover(ABC):
     def commit(self, challenge: Challenge) -> Commitment:
         self.release()
         start = time.perf_counter()
-        digests = self._run(challenge)
-        self._trees = build_trees(digests)
+        self._trees = self._run(challenge)
         self._challenge = challenge
         return Commitment(
             challenge_id=challenge.id,
@@ -72,23 +70,16 @@ class Prover(ABC):
         return assemble_opening(request, self._row, self._trees)
 
 
-def build_trees(digests: npt.NDArray[np.uint8]) -> list[MerkleTree]:
-    """One Merkle tree per committed matrix, over SHA-256 leaf hashes of row digests."""
-    return [
-        MerkleTree([hash_leaf(d.tobytes()) for d in step_digests]) for step_digests in digests
-    ]
-
-
 def assemble_opening(
-    request: OpeningRequest, row: Callable[[int, int], bytes], trees: list[MerkleTree]
+    request: OpeningRequest, row: Callable[[int, int], bytes], trees: list[StepTree]
 ) -> OpeningResponse:
     rows = []
     for ref in request.rows:
-        if ref.step >= len(trees) or ref.index >= trees[ref.step].leaf_count:
+        if ref.step >= len(trees) or ref.index >= trees[ref.step].rows:
             raise ProverError(f"row {ref.index} of step {ref.step} does not exist")
-        proof = trees[ref.step].proof(ref.index)
+        chunk, siblings = trees[ref.step].opening(ref.index)
         rows.append(
             OpenedRow(step=ref.step, index=ref.index, data=row(ref.step, ref.index),
-                      siblings=proof.siblings)
+                      chunk=chunk, siblings=siblings)
         )
     return OpeningResponse(challenge_id=request.challenge_id, rows=tuple(rows))

@@ -35,7 +35,7 @@ from gpunet.core.pog.verify import verify
 
 BUDGET_MARGIN = 1.2  # must stay below the closest time ratio between catalog models
 SELF_TEST_PARAMS = ChallengeParams(
-    n=256, steps=3, refs=1, digest_width=32, rows_per_check=8, checked_steps=3
+    n=256, steps=5, refs=3, read_steps=3, digest_width=32, rows_per_check=8, checked_steps=5
 )
 
 
@@ -88,7 +88,7 @@ def self_test(prover: Prover) -> bool:
     ref = CpuProver()
     ref_commit = ref.commit(ch)
     got_commit = prover.commit(ch)
-    plan = plan_openings(ch, hashlib.sha256(b"self-test-open" + ch.seed).digest())
+    plan = plan_openings(ch, hashlib.sha256(b"self-test-open" + ch.seed).digest(), ref_commit)
     ok = got_commit.roots == ref_commit.roots
     response = prover.open(plan.request())
     ok = ok and response == ref.open(plan.request())
@@ -172,9 +172,9 @@ def calibrate(
     for i in range(repeats):
         ch = _challenge(prof.key, p, f"run-{i}")
         t0 = time.perf_counter()
-        prover.commit(ch)  # ends with the device -> host transfer, so it is synchronised
+        commitment = prover.commit(ch)  # ends with a device -> host copy: synchronised
         t1 = time.perf_counter()
-        plan = plan_openings(ch, hashlib.sha256(b"cal-open" + ch.seed).digest())
+        plan = plan_openings(ch, hashlib.sha256(b"cal-open" + ch.seed).digest(), commitment)
         prover.open(plan.request())
         t2 = time.perf_counter()
         runs.append(t1 - t0)

@@ -7,27 +7,34 @@ integers far below 2^53), and is therefore byte-identical to every other backend
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from gpunet.agent.provers.base import Prover, ProverError
-from gpunet.core.pog.derive import Derivation, b_rows, initial_rows, step_rows
+from gpunet.core.pog.derive import (
+    Derivation,
+    add_refs,
+    b_rows,
+    initial_rows,
+    row_refs,
+    step_rows,
+)
 from gpunet.core.pog.digest import row_digests
 from gpunet.core.pog.messages import Challenge
 from gpunet.core.pog.prf import I8
+from gpunet.core.pog.rowtree import StepTree
 
 
-def run_chain(d: Derivation) -> list[I8]:
-    """X_0..X_T for a challenge (reference; holds everything in host memory)."""
+def run_chain(d: Derivation) -> tuple[list[I8], list[StepTree]]:
+    """X_0..X_T and their trees (reference; holds everything in host memory)."""
     n, steps = d.params.n, d.params.steps
     rows = np.arange(n)
     x = [initial_rows(d.keys, rows, n)]
+    trees = [StepTree(row_digests(x[0], d.dt, d.leaf))]
     bt = b_rows(d.keys, rows, n)
     for t in range(steps):
-        nxt = step_rows(bt, x[t])
-        for p in d.refs[t]:
-            nxt ^= x[p]
-        x.append(nxt)
-    return x
+        refs = row_refs(d.seed, t, trees[t].root, rows, d.params.refs_at(t))
+        x.append(add_refs(step_rows(bt, x[t]), x, refs, rows))
+        trees.append(StepTree(row_digests(x[t + 1], d.dt, d.leaf)))
+    return x, trees
 
 
 class CpuProver(Prover):
@@ -41,10 +48,9 @@ class CpuProver(Prover):
         super().release()
         self._x = []
 
-    def _run(self, challenge: Challenge) -> npt.NDArray[np.uint8]:
-        d = Derivation.for_challenge(challenge)
-        self._x = run_chain(d)
-        return np.stack([row_digests(x, d.dt, d.leaf) for x in self._x])
+    def _run(self, challenge: Challenge) -> list[StepTree]:
+        self._x, trees = run_chain(Derivation.for_challenge(challenge))
+        return trees
 
     def _row(self, step: int, index: int) -> bytes:
         if step >= len(self._x):

@@ -117,3 +117,14 @@ def row_digests(torch: Any, rows: Tensor, dt: Tensor, leaf: Tensor, mode: str) -
     """
     s = matmul_exact(torch, dt, rows.t(), mode).to(torch.int64) + leaf[:, None]
     return fold(mix64(s))
+
+
+def row_refs(
+    torch: Any, key: int, step: int, start: int, count: int, k: int, device: Any
+) -> Tensor:
+    """(count, k) int64 reference steps of rows start.. of X_{step+1}; mirrors
+    core.pog.derive.row_refs bit for bit (`key` = derive.refs_key(seed, step, root))."""
+    rows = torch.arange(start, start + count, dtype=torch.int64, device=device)
+    ctr = rows[:, None] * k + torch.arange(1, k + 1, dtype=torch.int64, device=device)
+    w = mix64(ctr * _GAMMA + to_signed64(key))
+    return (lsr(w, 32) * step) >> 32  # both factors < 2^32, step < 2^13: no sign trouble

@@ -19,13 +19,12 @@ import sys
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from gpunet.agent.provers import torch_ops as ops
 from gpunet.agent.provers.base import Prover, ProverError
-from gpunet.core.pog.derive import ChallengeKeys, ref_steps
-from gpunet.core.pog.digest import DIGEST_BYTES
+from gpunet.core.pog.derive import ChallengeKeys, refs_key
 from gpunet.core.pog.messages import Challenge
+from gpunet.core.pog.rowtree import StepTree
 
 
 def import_torch() -> Any:
@@ -50,11 +49,11 @@ class TorchProver(Prover):
         self.matmul = matmul or ("f32" if self.device.type == "mps" else "int_mm")
         self.block_rows = block_rows
         self.name = f"torch-{self.device.type}"
-        self._x: list[Any] = []
+        self._x: Any = None
 
     def release(self) -> None:
         super().release()
-        self._x = []
+        self._x = None
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
 
@@ -71,51 +70,81 @@ class TorchProver(Prover):
         target = (1 << 28) if self.device.type != "cpu" else (1 << 22)
         return max(64, min(n, target // n // 64 * 64))
 
-    def _run(self, challenge: Challenge) -> npt.NDArray[np.uint8]:
+    def _run(self, challenge: Challenge) -> list[StepTree]:
         torch, dev, mode = self.torch, self.device, self.matmul
         p = challenge.params
         n, width = p.n, p.digest_width
         keys = ChallengeKeys.from_seed(challenge.seed, challenge.roll_call_seed)
-        refs = ref_steps(challenge.seed, p)
         blk = self._block(n)
         with torch.inference_mode():
             dt = ops.prf_rows(torch, keys.d, 0, width, n, dev)
             leaf = ops.leaf_words(torch, keys.leaf, width, dev)
-            dig = torch.empty((p.steps + 1, n, 2), dtype=torch.int64, device=dev)
-
-            x0 = torch.empty((n, n), dtype=torch.int8, device=dev)
+            # The whole working set at once: a device that cannot hold it fails here, at
+            # the start, rather than after seconds of work.
+            hist = torch.empty((p.steps + 1, n, n), dtype=torch.int8, device=dev)
             bt = torch.empty((n, n), dtype=torch.int8, device=dev)
+            dig = torch.empty((n, 2), dtype=torch.int64, device=dev)
             for r in range(0, n, blk):
                 m = min(blk, n - r)
-                x0[r : r + m] = ops.prf_rows(torch, keys.x0, r, m, n, dev)
+                hist[0, r : r + m] = ops.prf_rows(torch, keys.x0, r, m, n, dev)
                 bt[r : r + m] = ops.prf_rows(torch, keys.b, r, m, n, dev)
-                dig[0, r : r + m] = ops.row_digests(torch, x0[r : r + m], dt, leaf, mode)
-            xs = [x0]
+                dig[r : r + m] = ops.row_digests(torch, hist[0, r : r + m], dt, leaf, mode)
+            trees = [self._tree(self._to_host(dig))]
+            self._step(hist, bt, 0, blk, mode)
             for t in range(p.steps):
-                xt_t = xs[t].t()  # column-major view: the layout int8 GEMMs want for B
-                nxt = torch.empty((n, n), dtype=torch.int8, device=dev)
+                # X_{t+1}'s fresh part is queued; its references need X_t's root.
+                key, k = refs_key(challenge.seed, t, trees[t].root), p.refs_at(t)
                 for r in range(0, n, blk):
                     m = min(blk, n - r)
-                    y = ops.matmul_exact(torch, bt[r : r + m], xt_t, mode)
-                    fresh = ops.round_byte(torch, y)
-                    out = nxt[r : r + m]
-                    if refs[t]:
-                        torch.bitwise_xor(fresh, xs[refs[t][0]][r : r + m], out=out)
-                        for q in refs[t][1:]:
-                            out ^= xs[q][r : r + m]
-                    else:
-                        out.copy_(fresh)
-                    dig[t + 1, r : r + m] = ops.row_digests(torch, out, dt, leaf, mode)
-                xs.append(nxt)
+                    out = hist[t + 1, r : r + m]
+                    if k:
+                        refs = ops.row_refs(torch, key, t, r, m, k, dev)
+                        idx = torch.arange(r, r + m, device=dev)
+                        for col in range(k):
+                            out += hist[refs[:, col], idx]
+                    dig[r : r + m] = ops.row_digests(torch, out, dt, leaf, mode)
+                pending = self._to_host(dig)
+                if t + 1 < p.steps:
+                    self._step(hist, bt, t + 1, blk, mode)  # runs while the host hashes
+                trees.append(self._tree(pending))
             del bt
-            host = dig.cpu().numpy()  # the only device -> host transfer of the commit phase
-        self._x = xs
-        return np.ascontiguousarray(host.astype("<i8")).view(np.uint8).reshape(
-            p.steps + 1, n, DIGEST_BYTES
-        )
+        self._x = hist
+        return trees
+
+    def _step(self, hist: Any, bt: Any, t: int, blk: int, mode: str) -> None:
+        """The fresh part of X_{t+1}: round(Bt @ X_t^T), written in place, block by block.
+
+        Queued on the device before the host waits for X_t's root, so the GEMM (the bulk
+        of the step) runs while the host hashes the previous step's digests.
+        """
+        torch, n = self.torch, hist.shape[1]
+        xt_t = hist[t].t()  # column-major view: the layout int8 GEMMs want for B
+        for r in range(0, n, blk):
+            m = min(blk, n - r)
+            y = ops.matmul_exact(torch, bt[r : r + m], xt_t, mode)
+            hist[t + 1, r : r + m] = ops.round_byte(torch, y)
+
+    def _to_host(self, dig: Any) -> tuple[Any, Any]:
+        """Start copying a step's (n, 2) digest lanes to the host (n x 16 bytes: the only
+        device -> host transfer of a step); the event says when it has landed."""
+        torch = self.torch
+        if self.device.type != "cuda":
+            return dig.cpu().clone(), None
+        host = torch.empty(dig.shape, dtype=dig.dtype, pin_memory=True)
+        host.copy_(dig, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    def _tree(self, pending: tuple[Any, Any]) -> StepTree:
+        host, done = pending
+        if done is not None:
+            done.synchronize()
+        lanes = np.ascontiguousarray(host.numpy().astype("<i8"))
+        return StepTree(lanes.view(np.uint8).reshape(-1, 16))
 
     def _row(self, step: int, index: int) -> bytes:
-        if step >= len(self._x):
+        if self._x is None or step >= self._x.shape[0]:
             raise ProverError("step not kept")
         return bytes(self._x[step][index].cpu().numpy().tobytes())
 

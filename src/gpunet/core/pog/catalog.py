@@ -47,6 +47,9 @@ class ModelProfile(_Data):
     peak_int8_tops: float | None = None
     peak_fp32_tflops: float | None = None
     mem_bandwidth_gbs: float | None = None
+    # One direction of the link to host memory (PCIe x16 of the card's generation):
+    # what a device that offloads part of the working set can stream back per second.
+    host_link_gbs: float | None = None
     reward_weight: float = Field(ge=0)
     dev_only: bool = False
     params: ChallengeParams

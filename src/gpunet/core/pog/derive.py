@@ -9,6 +9,7 @@ everywhere (the calibrate self-test and the cross-backend tests check exactly th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -84,27 +85,43 @@ def leaf_keys(keys: ChallengeKeys, width: int) -> U64:
     return mix64(np.uint64(keys.leaf) + ctr * np.uint64(GAMMA))
 
 
-def ref_steps(seed: bytes, params: ChallengeParams) -> tuple[tuple[int, ...], ...]:
-    """For each step t, the distinct older steps p < t whose matrices are XORed into X_{t+1}.
+def refs_key(seed: bytes, step: int, root: bytes) -> int:
+    """The stream key of step `step`'s reference draws: from the root of X_step itself."""
+    msg = LABEL_REFS + seed + step.to_bytes(4, "little") + root
+    return int.from_bytes(hashlib.sha256(msg).digest()[:8], "little")
 
-    Step 0 has none (only X_0 exists). Drawn from SHA-256 of the seed, so a prover knows
-    them at the start, which is fine: the point is that *old* matrices must stay resident
-    (or be streamed back over the host link) while the chain runs.
+
+def row_refs(seed: bytes, step: int, root: bytes, rows: npt.ArrayLike, k: int) -> U64:
+    """(len(rows), k) reference steps p < step of each row j of X_{step+1}.
+
+    Row j of X_{step+1} adds row j of each X_p. The draws come from the Merkle root of
+    X_step, so a prover learns where step+1 reads only once step is complete: it cannot
+    fetch evicted matrices ahead of time, and grinding the root does not help it either,
+    since each of the n rows draws its own k steps (it cannot make all of them land on
+    what it kept). Step 0 has nothing older: no references. `p = (hi32(w) * step) >> 32`
+    maps a uniform 32-bit word onto 0..step-1 (bias < step / 2^32).
     """
-    out: list[tuple[int, ...]] = []
-    for t in range(params.steps):
-        want = min(params.refs, t)
-        chosen: list[int] = []
-        ctr = 0
-        while len(chosen) < want:
-            msg = LABEL_REFS + seed + t.to_bytes(4, "little") + ctr.to_bytes(4, "little")
-            h = hashlib.sha256(msg)
-            p = int.from_bytes(h.digest()[:8], "little") % t
-            ctr += 1
-            if p not in chosen:
-                chosen.append(p)
-        out.append(tuple(sorted(chosen)))
-    return tuple(out)
+    r = np.asarray(rows, dtype=np.uint64).reshape(-1)
+    if step == 0 or k == 0:
+        return np.zeros((r.size, 0), dtype=np.uint64)
+    ctr = r[:, np.newaxis] * np.uint64(k) + np.arange(1, k + 1, dtype=np.uint64)
+    w = mix64(np.uint64(refs_key(seed, step, root)) + ctr * np.uint64(GAMMA))
+    return ((w >> np.uint64(32)) * np.uint64(step)) >> np.uint64(32)
+
+
+def add_refs(fresh: I8, history: Sequence[I8], refs: U64, rows: npt.ArrayLike) -> I8:
+    """fresh + sum of row j of X_p over each row's references, wrapping mod 256.
+
+    Addition rather than XOR so that a step drawn twice for one row does not cancel.
+    """
+    out = fresh.copy()
+    r = np.asarray(rows, dtype=np.int64).reshape(-1)
+    for col in range(refs.shape[1]):
+        ps = refs[:, col]
+        for p in np.unique(ps).tolist():
+            sel = ps == p
+            out[sel] += history[p][r[sel]]
+    return out
 
 
 class Derivation:
@@ -139,10 +156,6 @@ class Derivation:
             self.params == challenge.params
             and self.keys == ChallengeKeys.from_seed(challenge.seed, challenge.roll_call_seed)
         )
-
-    @cached_property
-    def refs(self) -> tuple[tuple[int, ...], ...]:
-        return ref_steps(self.seed, self.params)
 
     @cached_property
     def dt(self) -> I8:

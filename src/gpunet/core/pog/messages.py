@@ -1,13 +1,18 @@
 """Wire messages of the proof-of-GPU exchange (agent <-> coordinator).
 
     coordinator -> agent   Challenge(id, seed, profile, params, issued_at, deadline, ...)
-    agent -> coordinator   Commitment(challenge_id, roots[T+1], elapsed_s)
+    agent -> coordinator   CommitmentEnvelope(Commitment(challenge_id, roots[T+1], ...),
+                                              hardware report, attestation?)
     coordinator -> agent   OpeningRequest(challenge_id, rows)   (drawn AFTER the commitment)
-    agent -> coordinator   OpeningResponse(challenge_id, rows with Merkle proofs)
+    agent -> coordinator   OpeningResponse(challenge_id, rows with Merkle paths)
+    coordinator -> agent   VerdictMessage(challenge, passed, reason, detail, status)
 
+One set of messages for both transports (HTTP and the control channel) and the agent.
 All models are frozen, reject unknown fields and bound every size, because each of them
-is parsed from hostile input on one side or the other. Bytes travel as base64 in JSON.
-Timing is never taken from these messages: the coordinator measures it itself.
+is parsed from hostile input on one side or the other. Small messages travel as JSON
+(bytes as base64); the opening response, megabytes of rows, travels as binary
+(`core.pog.wire`). Timing is never taken from these messages: the coordinator measures
+it itself.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from gpunet.core.merkle import MerkleProof
-from gpunet.core.pog.params import MAX_N, MAX_STEPS, ChallengeParams
+from gpunet.core.pog.hardware import HardwareReport
+from gpunet.core.pog.params import CHUNK_ROWS, MAX_N, MAX_STEPS, ChallengeParams
+from gpunet.core.pog.verdict import Failure, Verdict
 
-MAX_OPENED_ROWS = 4096
+MAX_OPENED_ROWS = 8192
+CHUNK_BYTES = CHUNK_ROWS * 16  # one Merkle leaf: CHUNK_ROWS row digests
 MAX_PROOF_DEPTH = 32
 
 ChallengeId = Annotated[
@@ -76,7 +83,8 @@ class OpeningRequest(_Msg):
 
 
 class OpenedRow(_Msg):
-    """One committed row, and the Merkle path from its digest to the root of its step.
+    """One committed row, the chunk of row digests it belongs to (one Merkle leaf), and
+    the path from that leaf to the root of its step (core.pog.rowtree).
 
     `siblings` holds None where the tree promoted a node without a sibling.
     """
@@ -84,10 +92,8 @@ class OpenedRow(_Msg):
     step: int = Field(ge=0, le=MAX_STEPS)
     index: int = Field(ge=0, lt=MAX_N)
     data: bytes = Field(min_length=64, max_length=MAX_N)
+    chunk: bytes = Field(min_length=CHUNK_BYTES, max_length=CHUNK_BYTES)
     siblings: tuple[Hash32 | None, ...] = Field(max_length=MAX_PROOF_DEPTH)
-
-    def proof(self, leaf_count: int) -> MerkleProof:
-        return MerkleProof(index=self.index, leaf_count=leaf_count, siblings=self.siblings)
 
 
 class OpeningResponse(_Msg):
@@ -100,3 +106,36 @@ class OpeningResponse(_Msg):
         if len(keys) != len(self.rows):
             raise ValueError("a row is opened twice")
         return self
+
+
+class CommitmentEnvelope(_Msg):
+    """What a device sends with its roots: the hardware it runs on, and optionally a
+    confidential-computing report over the challenge's attestation nonce."""
+
+    commitment: Commitment
+    hardware: HardwareReport
+    attestation: bytes | None = Field(default=None, max_length=64 * 1024)
+
+
+class VerdictMessage(_Msg):
+    """The coordinator's answer to a finished exchange, on both transports."""
+
+    challenge: ChallengeId
+    passed: bool
+    reason: str | None = Field(default=None, max_length=64)
+    detail: str | None = Field(default=None, max_length=300)
+    status: str = Field(max_length=32)
+
+    @classmethod
+    def of(cls, challenge_id: str, verdict: Verdict, status: str) -> VerdictMessage:
+        if isinstance(verdict, Failure):
+            return cls(challenge=challenge_id, passed=False, reason=verdict.reason.value,
+                       detail=verdict.detail[:300], status=status)
+        return cls(challenge=challenge_id, passed=True, status=status)
+
+
+class CommitmentAnswer(_Msg):
+    """The coordinator's answer to a commitment: rows to open, or already a verdict."""
+
+    openings: OpeningRequest | None = None
+    verdict: VerdictMessage | None = None

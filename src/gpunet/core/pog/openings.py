@@ -18,20 +18,24 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from gpunet.core.pog.derive import ref_steps
-from gpunet.core.pog.messages import Challenge, OpeningRequest, RowRef
+from gpunet.core.pog.derive import row_refs
+from gpunet.core.pog.messages import Challenge, Commitment, OpeningRequest, RowRef
+from gpunet.core.pog.params import ChallengeParams
 
-PLAN_LABEL = b"gpunet/pog/v1/plan"
+PLAN_LABEL = b"gpunet/pog/v2/plan"
 
 
 @dataclass(frozen=True)
 class Check:
-    """Recompute X_{step+1}[outputs, inputs] from rows `inputs` of X_step."""
+    """Recompute X_{step+1}[outputs, inputs] from rows `inputs` of X_step.
+
+    `refs[o]` are the steps whose row `outputs[o]` is added into X_{step+1}[outputs[o]].
+    """
 
     step: int
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
-    refs: tuple[int, ...]
+    refs: tuple[tuple[int, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,8 @@ class OpeningPlan:
         for c in self.checks:
             wanted.update((c.step, i) for i in c.inputs)
             wanted.update((c.step + 1, j) for j in c.outputs)
-            for p in c.refs:
-                wanted.update((p, j) for j in c.outputs)
+            for j, steps in zip(c.outputs, c.refs, strict=True):
+                wanted.update((p, j) for p in steps)
         return tuple(RowRef(step=s, index=i) for s, i in sorted(wanted))
 
     def request(self) -> OpeningRequest:
@@ -77,18 +81,31 @@ class _Draw:
         return tuple(chosen)
 
 
-def plan_openings(challenge: Challenge, secret: bytes) -> OpeningPlan:
+def _checked_steps(p: ChallengeParams, draw: _Draw) -> list[int]:
+    """Transition 0, then half of the remaining checks in the read phase and half in the
+    fill phase (each drawn without repetition), so that faking either phase is probed
+    ~checked_steps / 2 times however short the read phase is."""
+    if p.checked_steps >= p.steps:
+        return list(range(p.steps))
+    first_read = p.first_read_step
+    in_read, in_fill = p.check_split
+    chosen = {0}
+    chosen.update(first_read + i for i in draw.distinct(p.steps - first_read, in_read))
+    chosen.update(1 + i for i in draw.distinct(first_read - 1, in_fill))
+    return sorted(chosen)
+
+
+def plan_openings(challenge: Challenge, secret: bytes, commitment: Commitment) -> OpeningPlan:
     """The checks for one challenge. `secret` must be fresh, >= 16 bytes, drawn after the
-    commitment arrived, and kept from the prover."""
+    commitment arrived, and kept from the prover; `commitment` must have the challenge's
+    shape (check_commitment_shape) since its roots choose the reference rows."""
     if len(secret) < 16:
         raise ValueError("the opening secret has at least 128 bits")
     p = challenge.params
+    if len(commitment.roots) != p.steps + 1:
+        raise ValueError("the commitment does not fit the challenge")
     draw = _Draw(secret, challenge.id.encode() + challenge.seed)
-    if p.checked_steps >= p.steps:
-        steps: list[int] = list(range(p.steps))
-    else:
-        steps = sorted({0, *(1 + s for s in draw.distinct(p.steps - 1, p.checked_steps - 1))})
-    refs = ref_steps(challenge.seed, p)
+    steps = _checked_steps(p, draw)
     rows: dict[int, tuple[int, ...]] = {}
 
     def rows_of(step: int) -> tuple[int, ...]:
@@ -100,6 +117,14 @@ def plan_openings(challenge: Challenge, secret: bytes) -> OpeningPlan:
 
     checks = []
     for t in steps:
-        inputs = rows_of(t)
-        checks.append(Check(step=t, inputs=inputs, outputs=rows_of(t + 1), refs=refs[t]))
+        inputs, outputs = rows_of(t), rows_of(t + 1)
+        refs = row_refs(challenge.seed, t, commitment.roots[t], outputs, p.refs_at(t))
+        checks.append(
+            Check(
+                step=t,
+                inputs=inputs,
+                outputs=outputs,
+                refs=tuple(tuple(int(s) for s in r) for r in refs),
+            )
+        )
     return OpeningPlan(challenge_id=challenge.id, checks=tuple(checks))

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunet.core.merkle import hash_leaf, verify_proof
 from gpunet.core.pog.derive import Derivation, b_rows, initial_rows
 from gpunet.core.pog.digest import row_digests
 from gpunet.core.pog.exact import exact_products
 from gpunet.core.pog.messages import Challenge, Commitment, OpeningResponse
 from gpunet.core.pog.openings import OpeningPlan
 from gpunet.core.pog.prf import I8, f_round
+from gpunet.core.pog.rowtree import row_on_root
 from gpunet.core.pog.verdict import Failure, FailureReason, Success, Verdict
 
 
@@ -92,15 +92,21 @@ def verify(
     rows: I8 = np.frombuffer(b"".join(got[k].data for k in keys), dtype=np.int8).reshape(-1, p.n)
     index = {k: i for i, k in enumerate(keys)}
 
-    # Commitment: each opened row's digest must lead to the root of its step.
+    # Commitment: each opened row's digest must sit in its chunk, on the root of its step.
     d = derivation or Derivation.for_challenge(challenge)
     if not d.matches(challenge):
         raise ValueError("derivation belongs to another challenge")
     digests = row_digests(rows, d.dt_f32, d.leaf)
     for k, i in index.items():
         opened = got[k]
-        leaf = hash_leaf(digests[i].tobytes())
-        if not verify_proof(commitment.roots[k[0]], leaf, opened.proof(p.n)):
+        if not row_on_root(
+            commitment.roots[k[0]],
+            row=k[1],
+            n=p.n,
+            digest=digests[i].tobytes(),
+            chunk=opened.chunk,
+            siblings=opened.siblings,
+        ):
             return Failure(
                 FailureReason.COMMITMENT_MISMATCH, f"row {k[1]} of step {k[0]} off its root"
             )
@@ -117,13 +123,14 @@ def verify(
                 f"{bad.size} rows of X_0 differ from the seed's (first: {x0_keys[bad[0]][1]})",
             )
 
-    # Exact recomputation: X_{t+1}[j, i] = round(Bt[j] . X_t[i]) ^ XOR_p X_p[j, i].
+    # Exact recomputation: X_{t+1}[j, i] = round(Bt[j] . X_t[i]) + sum_p X_p[j, i] (mod 256).
     for c in plan.checks:
         x_in = rows[[index[(c.step, i)] for i in c.inputs]]
         fresh = f_round(exact_products(b_rows(d.keys, c.outputs, p.n), x_in))
         cols = list(c.inputs)
-        for ref in c.refs:
-            fresh ^= rows[[index[(ref, j)] for j in c.outputs]][:, cols]
+        for o, (j, steps) in enumerate(zip(c.outputs, c.refs, strict=True)):
+            for ref in steps:
+                fresh[o] += rows[index[(ref, j)]][cols]
         have = rows[[index[(c.step + 1, j)] for j in c.outputs]][:, cols]
         wrong = int((fresh != have).sum())
         if wrong:
@@ -131,5 +138,5 @@ def verify(
                 FailureReason.WRONG_RESULT,
                 f"{wrong} of {fresh.size} entries of step {c.step + 1} wrong",
             )
-    return Success(f"{len(keys)} rows, {sum(len(c.inputs) * len(c.outputs) for c in plan.checks)} "
-                   "entries checked")
+    checked = sum(len(c.inputs) * len(c.outputs) for c in plan.checks)
+    return Success(f"{len(keys)} rows, {checked} entries checked")

@@ -353,7 +353,7 @@ def accept_commitment(
     # From now on the pending step is the openings: they have their own budget (plus
     # the delivery allowance as slack for the request in flight).
     row.deadline = now + dt.timedelta(seconds=msg.open_budget_s + policy.delivery_allowance_s)
-    return plan_openings(msg, secret).request()
+    return plan_openings(msg, secret, commitment).request()
 
 
 def _check_attestation(session: Session, device: Device, ueid: str) -> Verdict:
@@ -390,7 +390,7 @@ def accept_openings(
     assert row.commitment and row.opening_secret and row.commit_elapsed_s is not None
     msg = Challenge.model_validate_json(row.body)
     commitment = Commitment.model_validate_json(row.commitment)
-    plan = plan_openings(msg, bytes.fromhex(row.opening_secret))
+    plan = plan_openings(msg, bytes.fromhex(row.opening_secret), commitment)
     started = time.process_time()
     verdict = verify(
         msg,
