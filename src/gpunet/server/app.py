@@ -117,7 +117,9 @@ def create_app(
     app.state.gpunet = state
     _register_errors(app)
     _include_routers(app)
-    app.add_middleware(LimitsAndMetrics, metrics=state.metrics)
+    app.add_middleware(
+        LimitsAndMetrics, metrics=state.metrics, path_limits=proofs.body_limits(state)
+    )
     _add_probes(app, state.metrics)
     return app
 
@@ -241,7 +243,6 @@ async def _control_channel(
 def _include_routers(app: FastAPI) -> None:
     for module in (accounts, devices, worker, heartbeat, proofs, explorer, rewards):
         app.include_router(module.router, responses=ERROR_RESPONSES)
-    app.include_router(rewards.public, responses=ERROR_RESPONSES)
 
 
 def _add_probes(app: FastAPI, metrics: Metrics) -> None:

@@ -7,13 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from gpunet.server.api import schemas as s
-from gpunet.server.api.deps import AnonCtx, State, owner, tighter_limit
-from gpunet.server.context import Ctx
+from gpunet.server.api.deps import AnonCtx, OwnerCtx, State, owner, tighter_limit
 from gpunet.server.security.principal import Scope
 from gpunet.server.services import accounts
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
-AccountCtx = Annotated[Ctx, Depends(owner(Scope.ACCOUNT))]
+AccountCtx = Annotated[OwnerCtx, Depends(owner(Scope.ACCOUNT))]
 
 
 def _tokens(pair: accounts.TokenPair) -> s.TokenOut:
@@ -59,33 +58,28 @@ def refresh(body: s.RefreshRequest, ctx: AnonCtx, st: State) -> s.TokenOut:
 
 @router.post("/auth/logout", status_code=204)
 def logout(ctx: AccountCtx) -> None:
-    assert ctx.actor.session_id is not None or ctx.actor.owner_id is not None
     if ctx.actor.session_id:
         accounts.revoke_session(ctx, ctx.actor.session_id)
 
 
 @router.post("/auth/revoke-all", status_code=204)
 def revoke_all(ctx: AccountCtx) -> None:
-    assert ctx.actor.owner_id is not None
-    accounts.revoke_all_sessions(ctx, ctx.actor.owner_id)
+    accounts.revoke_all_sessions(ctx, ctx.owner_id)
 
 
 @router.get("/account", response_model=s.AccountOut)
 def me(ctx: AccountCtx) -> s.AccountOut:
-    assert ctx.actor.owner_id is not None
-    return s.AccountOut.model_validate(accounts.get_owner(ctx.session, ctx.actor.owner_id))
+    return s.AccountOut.model_validate(accounts.get_owner(ctx.session, ctx.owner_id))
 
 
 @router.patch("/account", response_model=s.AccountOut)
 def update_account(body: s.AccountUpdate, ctx: AccountCtx) -> s.AccountOut:
-    assert ctx.actor.owner_id is not None
     changes = body.model_dump(exclude_unset=True)
-    return s.AccountOut.model_validate(accounts.update_profile(ctx, ctx.actor.owner_id, changes))
+    return s.AccountOut.model_validate(accounts.update_profile(ctx, ctx.owner_id, changes))
 
 
 @router.post("/account/password", status_code=204)
 def change_password(body: s.PasswordChange, ctx: AccountCtx, st: State) -> None:
-    assert ctx.actor.owner_id is not None
     accounts.change_password(
-        ctx, st.passwords, ctx.actor.owner_id, current=body.current_password, new=body.new_password
+        ctx, st.passwords, ctx.owner_id, current=body.current_password, new=body.new_password
     )

@@ -10,48 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from gpunet.core.clock import Clock
 from gpunet.core.errors import Forbidden, GpunetError, Unauthenticated
-from gpunet.core.pog import Catalog
 from gpunet.server.context import Ctx
-from gpunet.server.db.engine import Database
-from gpunet.server.metrics import Metrics
-from gpunet.server.security.oidc import OidcVerifier
-from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.principal import Principal, PrincipalKind, Scope
-from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services import accounts, alerts, blocks, devices, ratelimit
-from gpunet.server.services.attestation import AttestationVerifier
-from gpunet.server.services.proofs import ProofPolicy
-from gpunet.server.services.reward_config import RewardConfig
-from gpunet.server.services.uptime import UptimeRecorder
-from gpunet.server.settings import Settings
-
-
-@dataclass
-class AppState:
-    """Everything the routes share; built once by the app factory."""
-
-    settings: Settings
-    database: Database
-    clock: Clock
-    metrics: Metrics
-    tokens: AccessTokens
-    passwords: Passwords
-    enrollment_key: bytes
-    oidc: OidcVerifier | None
-    counters_factory: Callable[[Session], ratelimit.Counters]
-    catalog: Catalog
-    attestation: AttestationVerifier
-    proof_policy: ProofPolicy
-    uptime: UptimeRecorder  # this replica's heartbeat buffer (services.uptime)
-    rewards: RewardConfig  # schedule, incident policy and weights in force
+from gpunet.server.state import AppState as AppState  # re-exported for the routers
 
 
 async def state(request: Request) -> AppState:
@@ -192,10 +161,17 @@ def _owner_principal(
     raise Unauthenticated("token not issued by this coordinator or its identity provider")
 
 
-def owner(scope: Scope) -> Callable[..., Ctx]:
+@dataclass(slots=True)
+class OwnerCtx(Ctx):
+    """The context of a call made by an owner: `owner_id` is always set."""
+
+    owner_id: int = field(kw_only=True)
+
+
+def owner(scope: Scope) -> Callable[..., OwnerCtx]:
     """An owner with `scope`, wrapped in the context services take."""
 
-    def _owner(request: Request, st: State, session: DbSession, address: Address) -> Ctx:
+    def _owner(request: Request, st: State, session: DbSession, address: Address) -> OwnerCtx:
         now = st.clock.now()
         try:
             principal = _owner_principal(request, st, session, address, now)
@@ -206,7 +182,10 @@ def owner(scope: Scope) -> Callable[..., Ctx]:
         if scope not in principal.scopes:
             raise Forbidden(f"this token lacks the '{scope.value}' scope")
         request.state.principal_kind = "owner"
-        return Ctx(session, st.settings, now, principal, address, st.counters_factory(session))
+        owner_id = principal.owner_id
+        assert owner_id is not None  # every owner principal is built with its id
+        counters = st.counters_factory(session)
+        return OwnerCtx(session, st.settings, now, principal, address, counters, owner_id=owner_id)
 
     return _owner
 

@@ -10,16 +10,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from gpunet.core.errors import Unauthenticated
 from gpunet.core.signing import unb64u
 from gpunet.server.api import schemas as s
-from gpunet.server.api.deps import AnonCtx, State, owner, tighter_limit
+from gpunet.server.api.deps import AnonCtx, OwnerCtx, State, owner, tighter_limit
 from gpunet.server.api.paging import page_of
-from gpunet.server.context import Ctx
 from gpunet.server.security.principal import Scope
 from gpunet.server.services import devices, enrollment
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
-ReadCtx = Annotated[Ctx, Depends(owner(Scope.DEVICES_READ))]
-WriteCtx = Annotated[Ctx, Depends(owner(Scope.DEVICES_WRITE))]
-EnrollCtx = Annotated[Ctx, Depends(owner(Scope.ENROLL))]
+ReadCtx = Annotated[OwnerCtx, Depends(owner(Scope.DEVICES_READ))]
+WriteCtx = Annotated[OwnerCtx, Depends(owner(Scope.DEVICES_WRITE))]
+EnrollCtx = Annotated[OwnerCtx, Depends(owner(Scope.ENROLL))]
 Cursor = Annotated[str | None, Query(pattern=r"^dev_[a-z2-7]{16}$")]
 Limit = Annotated[int, Query(ge=1, le=200)]
 
@@ -28,9 +27,8 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 def create_enrollment_code(
     body: s.EnrollmentCodeRequest, ctx: EnrollCtx, st: State
 ) -> s.EnrollmentCodeOut:
-    assert ctx.actor.owner_id is not None
     code, row = enrollment.create_code(
-        ctx, st.enrollment_key, owner_id=ctx.actor.owner_id, max_devices=body.max_devices
+        ctx, st.enrollment_key, owner_id=ctx.owner_id, max_devices=body.max_devices
     )
     return s.EnrollmentCodeOut(code=code, max_devices=row.max_devices, expires_at=row.expires_at)
 
@@ -75,8 +73,7 @@ def enroll(body: s.EnrollRequest, ctx: AnonCtx, st: State) -> s.EnrollOut:
 
 @router.get("/devices", response_model=s.OwnerDeviceList)
 def list_my_devices(ctx: ReadCtx, limit: Limit = 50, cursor: Cursor = None) -> s.OwnerDeviceList:
-    assert ctx.actor.owner_id is not None
-    rows = devices.list_owned(ctx.session, ctx.actor.owner_id, limit=limit + 1, after=cursor)
+    rows = devices.list_owned(ctx.session, ctx.owner_id, limit=limit + 1, after=cursor)
     page, next_cursor = page_of(rows, limit, lambda d: d.public_id)
     return s.OwnerDeviceList(
         items=[s.OwnerDeviceOut.model_validate(d) for d in page], next_cursor=next_cursor
@@ -85,10 +82,7 @@ def list_my_devices(ctx: ReadCtx, limit: Limit = 50, cursor: Cursor = None) -> s
 
 @router.get("/devices/{device_id}", response_model=s.OwnerDeviceOut)
 def get_my_device(device_id: s.PublicDeviceId, ctx: ReadCtx) -> s.OwnerDeviceOut:
-    assert ctx.actor.owner_id is not None
-    return s.OwnerDeviceOut.model_validate(
-        devices.owned(ctx.session, ctx.actor.owner_id, device_id)
-    )
+    return s.OwnerDeviceOut.model_validate(devices.owned(ctx.session, ctx.owner_id, device_id))
 
 
 @router.patch("/devices/{device_id}", response_model=s.OwnerDeviceOut)
