@@ -1,4 +1,6 @@
-"""The coordinator's tables. Queries live in repositories; nothing here commits."""
+"""The coordinator's tables (mapped classes only; the schema itself is made and changed by
+the Alembic migrations in db/migrations). Queries live in the services that use them,
+and nothing here commits: the request or job that owns the transaction does."""
 
 from __future__ import annotations
 
