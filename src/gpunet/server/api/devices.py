@@ -34,8 +34,9 @@ def create_enrollment_code(
 
 
 async def reject_forged_codes(request: Request, st: State) -> None:
-    """Cheapest first (T1 at scale): a code without our MAC is refused here, before any
-    rate-limit counter, database lookup, signature check or worker thread."""
+    """Cheapest first (T1 at scale, docs/threat-model.md): a code without our MAC is
+    refused here, before any rate-limit counter, database lookup, signature check or
+    worker thread."""
     try:
         code = json.loads(await request.body()).get("code")
     except (ValueError, AttributeError):

@@ -1,5 +1,6 @@
 """HTTP request and response bodies. Requests reject unknown fields and bound every
-string (T4); public responses are separate classes so nothing private can slip in (T2)."""
+string (T4); public responses are separate classes so nothing private can slip in (T2).
+Threats T1-T9 are described in docs/threat-model.md."""
 
 from __future__ import annotations
 
