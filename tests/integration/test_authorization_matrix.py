@@ -30,6 +30,7 @@ from gpunet.agent.provers.cpu import CpuProver
 from gpunet.core import signing
 from gpunet.core.clock import unix
 from gpunet.core.pog import HardwareReport, OpeningRequest, ReportedGpu
+from gpunet.core.pog.wire import CONTENT_TYPE, encode_openings
 from gpunet.server.db.tables import AuthSession, Device, Owner
 from gpunet.server.services import proof_schedule
 from tests.integration.conftest import DeviceHandle, Net, OwnerHandle, hardware
@@ -268,7 +269,8 @@ def _commitment_body(w: World) -> Any:
 
 
 def _openings_body(w: World) -> Any:
-    return json.loads(w.scratch["prover"].open(w.scratch["request"]).model_dump_json())
+    # Openings travel in their binary layout (core.pog.wire), not as JSON.
+    return encode_openings(w.scratch["prover"].open(w.scratch["request"]))
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -340,8 +342,11 @@ ENDPOINTS: dict[str, Endpoint] = {
 
 
 def send(w: World, headers: Headers, method: str, path: str, body: Any) -> Any:
-    raw = b"" if body is None else json.dumps(body).encode()
-    h = {"Content-Type": "application/json", **headers(method, path, raw)}
+    if isinstance(body, bytes):
+        raw, kind = body, CONTENT_TYPE
+    else:
+        raw, kind = b"" if body is None else json.dumps(body).encode(), "application/json"
+    h = {"Content-Type": kind, **headers(method, path, raw)}
     return w.net.client.request(method, path, content=raw, headers=h)
 
 

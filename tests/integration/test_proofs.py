@@ -19,6 +19,7 @@ from gpunet.agent.provers.cpu import CpuProver
 from gpunet.agent.proving import answer_next
 from gpunet.core.clock import FrozenClock, unix
 from gpunet.core.pog import Commitment, HardwareReport, OpeningResponse, ReportedGpu
+from gpunet.core.pog.messages import VerdictMessage
 from gpunet.server.app import create_app
 from gpunet.server.db.engine import Database
 from gpunet.server.db.tables import Challenge as ChallengeRow
@@ -141,8 +142,8 @@ def test_too_slow_for_the_claimed_model_fails(pnet: Net) -> None:
     # The clock runs from issue; the deadline allows the budget plus the delivery allowance.
     pnet.clock.advance(challenge.budget_s + pnet.settings.delivery_allowance_s + 0.5)
     answer = worker(pnet, dev).commit(commitment, report_for(dev))
-    assert isinstance(answer, dict)
-    assert answer["passed"] is False and answer["reason"] == "too_slow"
+    assert isinstance(answer, VerdictMessage)
+    assert answer.passed is False and answer.reason == "too_slow"
     assert status(pnet, dev) == "pending"
 
 
@@ -163,8 +164,8 @@ def test_replayed_answer_fails(pnet: Net) -> None:
     replay = old_commitment.model_copy(update={"challenge_id": fresh.id})
     prover.release()
     answer = client.commit(replay, report_for(dev))
-    if isinstance(answer, dict):
-        assert answer["passed"] is False
+    if isinstance(answer, VerdictMessage):
+        assert answer.passed is False
     else:
         rows = prover  # the prover holds nothing for this challenge: answer from the old run
         old_prover = CpuProver()
@@ -175,8 +176,8 @@ def test_replayed_answer_fails(pnet: Net) -> None:
         opened = old_prover.open(answer.model_copy(update={"challenge_id": old.id}))
         forged = OpeningResponse(challenge_id=fresh.id, rows=opened.rows)
         verdict = client.open(forged)
-        assert verdict["passed"] is False
-        assert verdict["reason"] in ("commitment_mismatch", "wrong_initial", "wrong_result")
+        assert verdict.passed is False
+        assert verdict.reason in ("commitment_mismatch", "wrong_initial", "wrong_result")
         del rows
     assert status(pnet, dev) == "suspect"
 
@@ -197,11 +198,11 @@ def test_garbage_answer_fails_and_a_second_failure_suspends(pnet: Net) -> None:
             roots=tuple(bytes([i]) * 32 for i in range(challenge.params.steps + 1)),
         )
         answer = client.commit(garbage, report_for(dev))
-        assert not isinstance(answer, dict)
+        assert not isinstance(answer, VerdictMessage)
         opened = CpuProver()
         opened.commit(challenge.model_copy(update={"seed": b"\x01" * 32}))
         verdict = client.open(opened.open(answer))
-        assert verdict["passed"] is False
+        assert verdict.passed is False
         assert status(pnet, dev) == expected
     with pnet.database.read() as s:
         forfeits = (
@@ -245,10 +246,10 @@ def test_one_backend_cannot_answer_for_two_devices_at_once(pnet: Net) -> None:
     # its deadline allows (both clocks started at issue, whenever B chose to fetch).
     work = (first.budget_s + pnet.settings.delivery_allowance_s) * 0.6
     pnet.clock.advance(work)
-    assert not isinstance(ca.commit(prover.commit(first), report_for(a)), dict)
+    assert not isinstance(ca.commit(prover.commit(first), report_for(a)), VerdictMessage)
     pnet.clock.advance(work)
     answer = cb.commit(prover.commit(second), report_for(b))
-    assert isinstance(answer, dict) and answer["reason"] == "too_slow"
+    assert isinstance(answer, VerdictMessage) and answer.reason == "too_slow"
 
 
 def test_a_challenge_never_heard_of_lapses_and_the_device_owes_a_proof(pnet: Net) -> None:
@@ -364,8 +365,8 @@ def test_attestation_is_a_higher_tier_bound_to_the_challenge(pnet: Net) -> None:
         client.commit(commitment, report_for(dev), attestation=stale)
     good = b"cc-report:" + attestation_nonce(challenge.seed)
     answer = client.commit(commitment, report_for(dev), attestation=good)
-    assert not isinstance(answer, dict)
-    assert client.open(prover.open(answer))["passed"] is True
+    assert not isinstance(answer, VerdictMessage)
+    assert client.open(prover.open(answer)).passed is True
     with pnet.database.read() as s:
         device = s.execute(select(Device)).scalar_one()
     assert device.attestation_ueid == f"ueid-{dev.claim.gpu_uuid}"
@@ -418,7 +419,8 @@ def test_a_commitment_without_openings_expires_after_its_own_budget(pnet: Net) -
     client = worker(pnet, dev)
     challenge = client.fetch_challenge()
     assert challenge is not None
-    assert not isinstance(client.commit(CpuProver().commit(challenge), report_for(dev)), dict)
+    answer = client.commit(CpuProver().commit(challenge), report_for(dev))
+    assert not isinstance(answer, VerdictMessage)
     st = state(pnet)
     with pnet.database.transaction() as s:
         assert proofs.expire(s, now=pnet.clock.now(), policy=st.proof_policy) == 0

@@ -3,15 +3,15 @@ device's own key (gpunet.core.signing), never a shared token."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
 from gpunet.core.pog import Challenge, Commitment, HardwareReport, OpeningRequest, OpeningResponse
+from gpunet.core.pog.messages import CommitmentAnswer, CommitmentEnvelope, VerdictMessage
+from gpunet.core.pog.wire import CONTENT_TYPE, encode_openings
 from gpunet.core.signing import DeviceSigner
 
 
@@ -33,11 +33,24 @@ class WorkerClient:
     def device_id(self) -> str:
         return self._signer.device_id
 
-    def request(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        content_type: str = "application/json",
+        stream: bool = False,
+    ) -> httpx.Response:
+        """A request signed over its whole body. With `stream`, the body goes out in
+        pieces under its declared length (no second copy of megabytes of openings)."""
         auth = self._signer.authorization(method, path, body, int(self._clock()))
         headers = {"Authorization": auth}
         if body:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
+        if stream:
+            headers["Content-Length"] = str(len(body))
+            return self._http.request(method, path, content=_pieces(body), headers=headers)
         return self._http.request(method, path, content=body, headers=headers)
 
     def raise_for_error(self, response: httpx.Response) -> Any:
@@ -65,31 +78,31 @@ class WorkerClient:
 
     def commit(
         self, commitment: Commitment, hardware: HardwareReport, attestation: bytes | None = None
-    ) -> OpeningRequest | dict[str, Any]:
+    ) -> OpeningRequest | VerdictMessage:
         """The rows to open, or the verdict if the commitment already failed."""
-        body: dict[str, Any] = {
-            "commitment": json.loads(commitment.model_dump_json()),
-            "hardware": json.loads(hardware.model_dump_json()),
-        }
-        if attestation is not None:
-            body["attestation"] = base64.b64encode(attestation).decode()
-        data = self._ok(
-            self.request(
-                "POST",
-                f"/api/v1/worker/challenge/{commitment.challenge_id}/commitment",
-                json.dumps(body).encode(),
-            )
+        envelope = CommitmentEnvelope(
+            commitment=commitment, hardware=hardware, attestation=attestation
         )
-        if data["openings"] is None:
-            return dict(data["verdict"])
-        return OpeningRequest.model_validate(data["openings"])
+        path = f"/api/v1/worker/challenge/{commitment.challenge_id}/commitment"
+        r = self.request("POST", path, envelope.model_dump_json().encode())
+        self._ok(r)
+        answer = CommitmentAnswer.model_validate_json(r.content)
+        if answer.openings is not None:
+            return answer.openings
+        if answer.verdict is None:
+            raise CoordinatorError(r.status_code, "neither rows to open nor a verdict")
+        return answer.verdict
 
-    def open(self, response: OpeningResponse) -> dict[str, Any]:
-        data = self._ok(
-            self.request(
-                "POST",
-                f"/api/v1/worker/challenge/{response.challenge_id}/openings",
-                response.model_dump_json().encode(),
-            )
-        )
-        return dict(data)
+    def open(self, response: OpeningResponse) -> VerdictMessage:
+        """Send the opened rows in their binary layout (core.pog.wire) and get the verdict."""
+        path = f"/api/v1/worker/challenge/{response.challenge_id}/openings"
+        body = encode_openings(response)
+        r = self.request("POST", path, body, content_type=CONTENT_TYPE, stream=True)
+        self._ok(r)
+        return VerdictMessage.model_validate_json(r.content)
+
+
+def _pieces(body: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
+    view = memoryview(body)
+    for start in range(0, len(body), size):
+        yield bytes(view[start : start + size])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gpunet.agent.client import WorkerClient
 from gpunet.agent.provers.base import Prover
 from gpunet.core.pog import HardwareReport, OpeningRequest
+from gpunet.core.pog.messages import VerdictMessage
 
 log = logging.getLogger("gpunet.agent.proving")
 
@@ -19,6 +21,15 @@ class ProofOutcome:
     passed: bool
     reason: str | None
     status: str
+
+
+def outcome_of(verdict: VerdictMessage | Mapping[str, Any]) -> ProofOutcome:
+    """The agent's one reading of a verdict, from either transport: the HTTP body, or
+    the fields of a control-channel verdict frame (its framing keys are ignored)."""
+    if not isinstance(verdict, VerdictMessage):
+        fields = {k: v for k, v in verdict.items() if k in VerdictMessage.model_fields}
+        verdict = VerdictMessage.model_validate(fields)
+    return ProofOutcome(verdict.challenge, verdict.passed, verdict.reason, verdict.status)
 
 
 def answer_next(
@@ -40,11 +51,11 @@ def answer_next(
         commitment = prover.commit(challenge)
         answer = client.commit(commitment, hardware, attestation)
         if not isinstance(answer, OpeningRequest):
-            return _outcome(challenge.id, answer)
+            return outcome_of(answer)
         verdict = client.open(prover.open(answer))
     finally:
         prover.release()
-    outcome = _outcome(challenge.id, verdict)
+    outcome = outcome_of(verdict)
     log.info(
         "challenge %s: %s (device is %s)",
         challenge.id,
@@ -52,9 +63,3 @@ def answer_next(
         outcome.status,
     )
     return outcome
-
-
-def _outcome(challenge_id: str, verdict: dict[str, Any]) -> ProofOutcome:
-    return ProofOutcome(
-        challenge_id, bool(verdict["passed"]), verdict.get("reason"), str(verdict["status"])
-    )

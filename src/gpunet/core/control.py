@@ -17,15 +17,23 @@ Session, in order:
     then, in any order:
     agent   hb       {seq, d?: [device ids]}         no reply; d omitted = every accepted device
     server  challenge  {device, body: Challenge JSON}
-    agent   commitment {device, body: {commitment, hardware, attestation?} JSON}
+    agent   commitment {device, body: CommitmentEnvelope JSON}
     server  open       {device, body: OpeningRequest JSON}   or verdict
-    agent   openings   {device, body: OpeningResponse JSON}
-    server  verdict    {device, challenge, passed, reason, detail, status}
+    agent   openings   {device, challenge, part, last, body: bytes}   one or more
+    server  verdict    {device, VerdictMessage fields: challenge, passed, reason, detail,
+                        status}
     either  command {id, name, args} -> command_result {id, ok, result | error}
     either  ping {id, ts} -> pong {id, ts}; bye {reason}; error {code, message, ref?}
 
-Proof-of-GPU bodies travel as the core models' own JSON so that the coordinator parses
-them with exactly the rules (sizes, base64 bytes) of the HTTP exchange.
+Proof-of-GPU messages are the core models (core.pog.messages) that HTTP carries too,
+parsed by both transports with the same rules. The commitment, the rows to open and
+the verdict are small and travel as the models' JSON. The opening response is
+megabytes at the real profiles' sizes (far above MAX_FRAME), so it travels in its
+binary layout (core.pog.wire) cut into parts of at most OPENINGS_PART bytes, numbered
+from 0, the last one marked. The coordinator reassembles them per device, in order,
+up to the largest opening its catalog can ask for (`OpeningsAssembler`): parts out of
+order, or more bytes than that, end the session. Memory per session is bounded by
+one opening per device.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import importlib
 import json
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,10 +59,12 @@ AUTH_CONTEXT = b"gpunet-control-auth-v1"
 NONCE_BYTES = 32
 MAX_FRAME = 1 << 20  # 1 MiB: the largest frame either end accepts
 MAX_DEVICES_PER_SESSION = 64  # as many GPUs as one host may report
+OPENINGS_PART = 512 * 1024  # bytes of openings per frame: half a frame, room to spare
 _HEADER = struct.Struct(">I")
 _DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z.+_-]{1,32}$")
+_CHALLENGE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")  # core.pog.messages.ChallengeId
 
 CLIENT_TYPES = frozenset(
     {"auth", "hb", "commitment", "openings", "command", "command_result", "ping", "pong", "bye"}
@@ -407,6 +417,81 @@ def body_of(msg: Mapping[str, Any], *, limit: int = MAX_FRAME) -> tuple[str, byt
     if len(body) > limit:
         raise ProtocolError("body too large")
     return device_id(msg.get("device")), body
+
+
+def openings_frames(
+    device: str, challenge: str, body: bytes, *, part_size: int = OPENINGS_PART
+) -> Iterator[dict[str, Any]]:
+    """The frames that carry one binary opening response (core.pog.wire), in order."""
+    view = memoryview(body)
+    count = max(1, -(-len(body) // part_size))
+    for i in range(count):
+        yield {
+            "t": "openings",
+            "device": device,
+            "challenge": challenge,
+            "part": i,
+            "last": i == count - 1,
+            "body": bytes(view[i * part_size : (i + 1) * part_size]),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningsPart:
+    device: str
+    challenge: str
+    part: int
+    last: bool
+    body: bytes
+
+    @classmethod
+    def parse(cls, msg: Mapping[str, Any]) -> OpeningsPart:
+        challenge = _field(msg, "challenge", str)
+        if not _CHALLENGE_ID_RE.match(challenge):
+            raise ProtocolError("openings: not a valid challenge id")
+        part = _field(msg, "part", int)
+        body = _field(msg, "body", bytes)
+        if not 0 <= part < 1 << 16 or len(body) > OPENINGS_PART:
+            raise ProtocolError(
+                f"openings: parts are numbered from 0, {OPENINGS_PART} bytes at most"
+            )
+        return cls(device_id(msg.get("device")), challenge, part, _field(msg, "last", bool), body)
+
+
+class OpeningsAssembler:
+    """Puts each device's opening response back together from its parts.
+
+    At most `limit` bytes per device (the largest opening the catalog can ask for) and
+    one response per device at a time, so a session holds at most one opening per
+    device; the check is made before a part is kept. Parts must come in order: 0, 1,
+    ... up to the one marked last, all for one challenge.
+    """
+
+    __slots__ = ("_open", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        # device -> (challenge, parts so far, bytes so far)
+        self._open: dict[str, tuple[str, list[bytes], int]] = {}
+
+    @property
+    def buffered(self) -> int:
+        return sum(size for _, _, size in self._open.values())
+
+    def add(self, part: OpeningsPart) -> bytes | None:
+        """The whole response once its last part is in, else None; ProtocolError if the
+        parts break the rules (the caller ends the session)."""
+        challenge, parts, size = self._open.pop(part.device, (part.challenge, [], 0))
+        if part.part != len(parts) or part.challenge != challenge:
+            raise ProtocolError("openings: parts out of order")
+        size += len(part.body)
+        if size > self.limit:
+            raise ProtocolError(f"openings: more than {self.limit} bytes")
+        parts.append(part.body)
+        if part.last:
+            return b"".join(parts)
+        self._open[part.device] = (challenge, parts, size)
+        return None
 
 
 def command(command_id: str, name: str, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from gpunet import __version__
 from gpunet.agent.control.backoff import Backoff
 from gpunet.agent.control.duties import (
+    AttestationFor,
     CommandDuty,
     CommandHandler,
     Duty,
@@ -60,7 +61,9 @@ class ControlClient:
     `server_id` is the coordinator's name as this agent knows it (its public URL, as
     stored at enrollment); device keys sign it, and a server calling itself anything
     else is not answered. `provers(device_id)` and `hardware(device_id)` give the
-    prover and the current hardware report of a device; `commands` maps cluster
+    prover and the current hardware report of a device; `attestation(device_id,
+    challenge)` a confidential-computing report over the challenge's nonce, sent with
+    the commitment (None: no report); `commands` maps cluster
     command names to async handlers taking the command's args.
     """
 
@@ -72,6 +75,7 @@ class ControlClient:
         server_id: str,
         provers: ProverFor | None = None,
         hardware: HardwareFor | None = None,
+        attestation: AttestationFor | None = None,
         commands: Mapping[str, CommandHandler] | None = None,
         agent_version: str = __version__,
         backoff: Backoff | None = None,
@@ -87,6 +91,7 @@ class ControlClient:
         self.signers = {s.device_id: s for s in signers}
         self.server_id = server_id
         self.hardware = hardware
+        self.attestation = attestation
         self.commands: dict[str, CommandHandler] = dict(commands or {})
         self.agent_version = agent_version
         self.backoff = backoff or Backoff()
@@ -216,7 +221,8 @@ class ControlClient:
                 await link.next()  # the bye that follows says why
                 return False  # nothing to do here: back off like any failure
             heartbeat = HeartbeatDuty(welcome.heartbeat_s)
-            proofs = ProofDuty(self.prover, self.hardware, self._outcome, busy=self._proving)
+            proofs = ProofDuty(self.prover, self.hardware, self._outcome, busy=self._proving,
+                               attestation=self.attestation)
             commands = CommandDuty(self.commands)
             loop = asyncio.get_running_loop()
             duties = [loop.create_task(drive(d, link)) for d in (heartbeat, proofs, commands)]

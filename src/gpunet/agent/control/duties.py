@@ -15,15 +15,20 @@ from typing import Any
 
 from gpunet.agent.control.link import Link
 from gpunet.agent.provers.base import Prover
-from gpunet.agent.proving import ProofOutcome
+from gpunet.agent.proving import ProofOutcome, outcome_of
 from gpunet.core import control
 from gpunet.core.control import ProtocolError
 from gpunet.core.pog import Challenge, Commitment, HardwareReport, OpeningRequest
+from gpunet.core.pog.messages import CommitmentEnvelope
+from gpunet.core.pog.wire import encode_openings
 
 log = logging.getLogger("gpunet.agent.control")
 CommandHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 ProverFor = Callable[[str], Prover]
 HardwareFor = Callable[[str], HardwareReport]
+# A confidential-computing report for (device, challenge), over the challenge's
+# attestation nonce, or None where the device has none to give.
+AttestationFor = Callable[[str, Challenge], bytes | None]
 
 
 class Duty:
@@ -79,11 +84,13 @@ class ProofDuty(Duty):
         on_outcome: Callable[[str, ProofOutcome], None],
         *,
         busy: set[str] | None = None,
+        attestation: AttestationFor | None = None,
     ) -> None:
         self.queue: asyncio.Queue[tuple[str, Challenge]] = asyncio.Queue()
         self._provers = provers
         self._hardware = hardware
         self._on_outcome = on_outcome
+        self._attestation = attestation
         self._busy: set[str] = set() if busy is None else busy
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -123,29 +130,32 @@ class ProofDuty(Duty):
                  challenge.params.n, challenge.params.steps, challenge.budget_s)
         commitment: Commitment = await asyncio.to_thread(prover.commit, challenge)
         report = await asyncio.to_thread(self._hardware, device_id)
-        body = (
-            '{"commitment":' + commitment.model_dump_json()
-            + ',"hardware":' + report.model_dump_json() + "}"
-        ).encode()
+        attestation = None
+        if self._attestation is not None:
+            attestation = await asyncio.to_thread(self._attestation, device_id, challenge)
+        envelope = CommitmentEnvelope(
+            commitment=commitment, hardware=report, attestation=attestation
+        )
         reply = link.expect(("dev", device_id))
-        link.send({"t": "commitment", "device": device_id, "body": body})
+        link.send({"t": "commitment", "device": device_id,
+                   "body": envelope.model_dump_json().encode()})
         answer = await reply
         if answer["t"] == "open":
             request = OpeningRequest.model_validate_json(control.body_of(answer)[1])
             if request.challenge_id != challenge.id:
                 raise ProtocolError("the coordinator asked to open another challenge")
             response = await asyncio.to_thread(prover.open, request)
+            body = await asyncio.to_thread(encode_openings, response)
             reply = link.expect(("dev", device_id))
-            link.send({"t": "openings", "device": device_id,
-                       "body": response.model_dump_json().encode()})
-            await link.drain()
+            # Part by part, each drained before the next: the socket paces the upload
+            # and no more than a part waits in this process's buffers.
+            for frame in control.openings_frames(device_id, challenge.id, body):
+                link.send(frame)
+                await link.drain()
             answer = await reply
         if answer["t"] == "error":
             raise RuntimeError(f"coordinator refused: {answer.get('message')}")
-        return ProofOutcome(
-            str(answer.get("challenge", challenge.id)), answer.get("passed") is True,
-            answer.get("reason"), str(answer.get("status")),
-        )
+        return outcome_of(answer)
 
 
 class CommandDuty(Duty):

@@ -1,71 +1,45 @@
 """The proof-of-GPU exchange, signed by the device being proven (see services.proofs).
 
-Bodies are parsed here from the raw, signed bytes with the core models' own JSON rules
-(bytes travel as base64), and the OpenAPI document carries those models' schemas.
+Bodies are parsed here from the raw, signed bytes with the core models' own rules: the
+commitment as JSON (bytes as base64), the openings in their binary layout
+(core.pog.wire), megabytes at the real profiles' sizes. The OpenAPI document carries
+the core models' schemas, and both transports answer with the same messages
+(core.pog.messages).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from gpunet.core.models import parse_json
-from gpunet.core.pog import (
-    Challenge,
-    Commitment,
-    Failure,
-    HardwareReport,
-    OpeningRequest,
-    OpeningResponse,
-    Verdict,
-)
+from gpunet.core.pog import Challenge, Failure
+from gpunet.core.pog.messages import CommitmentAnswer, CommitmentEnvelope, VerdictMessage
+from gpunet.core.pog.wire import CONTENT_TYPE
 from gpunet.server.api.deps import DeviceCtx, State, raw_body
 from gpunet.server.context import Ctx
-from gpunet.server.db.tables import Device
 from gpunet.server.services import proofs
+from gpunet.server.state import AppState
 
-router = APIRouter(prefix="/api/v1/worker/challenge", tags=["proof of GPU"])
+PREFIX = "/api/v1/worker/challenge"
+router = APIRouter(prefix=PREFIX, tags=["proof of GPU"])
 ChallengeIdParam = Annotated[str, Path(pattern=r"^pog_[a-z2-7]{24}$")]
 Body = Annotated[bytes, Depends(raw_body)]
+# The one route whose body may exceed the global limit (server.middleware).
+OPENINGS_PATH = re.compile("^" + re.escape(PREFIX) + r"/pog_[a-z2-7]{24}/openings$")
 
 
-class CommitmentIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, val_json_bytes="base64", ser_json_bytes="base64"
-    )
-
-    commitment: Commitment
-    hardware: HardwareReport
-    # Optional confidential-computing report over the challenge's attestation nonce.
-    attestation: bytes | None = None
-
-
-class VerdictOut(BaseModel):
-    passed: bool
-    reason: str | None
-    detail: str | None
-    status: str
-
-
-class CommitmentOut(BaseModel):
-    openings: OpeningRequest | None
-    verdict: VerdictOut | None
+def body_limits(state: AppState) -> dict[re.Pattern[str], int]:
+    """Per-route body limits for the middleware: openings up to the catalog's largest."""
+    return {OPENINGS_PATH: state.openings_limit}
 
 
 def _pk(ctx: Ctx) -> int:
     assert ctx.actor.device_id is not None  # DeviceCtx guarantees a device principal
     return ctx.actor.device_id
-
-
-def _verdict(verdict: Verdict, device: Device) -> VerdictOut:
-    if isinstance(verdict, Failure):
-        return VerdictOut(
-            passed=False, reason=verdict.reason.value, detail=verdict.detail, status=device.status
-        )
-    return VerdictOut(passed=True, reason=None, detail=None, status=device.status)
 
 
 def _json(model: BaseModel) -> Response:
@@ -81,6 +55,18 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+_OPENINGS_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "The opened rows in the binary layout of gpunet.core.pog.wire (magic GPO2, "
+            "then each row raw with its chunk of row digests and Merkle path)."
+        ),
+        "content": {CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
 @router.get("", responses={200: {"model": Challenge}, 204: {"description": "nothing to prove"}})
 def next_challenge(ctx: DeviceCtx, st: State) -> Response:
     """The device's outstanding challenge. Its clock started when it was issued: fetching
@@ -94,11 +80,11 @@ def next_challenge(ctx: DeviceCtx, st: State) -> Response:
 
 @router.post(
     "/{challenge_id}/commitment",
-    response_model=CommitmentOut,
-    openapi_extra=_body_schema(CommitmentIn),
+    response_model=CommitmentAnswer,
+    openapi_extra=_body_schema(CommitmentEnvelope),
 )
 def commit(challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State) -> Response:
-    data = parse_json(CommitmentIn, body)
+    data = parse_json(CommitmentEnvelope, body)
     device = proofs.speaking_device(ctx.session, _pk(ctx), ctx.now)
     result = proofs.accept_commitment(
         ctx.session,
@@ -112,20 +98,22 @@ def commit(challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State
         verifier=st.attestation,
     )
     if isinstance(result, Failure):
-        return _json(CommitmentOut(openings=None, verdict=_verdict(result, device)))
-    return _json(CommitmentOut(openings=result, verdict=None))
+        verdict = VerdictMessage.of(challenge_id, result, device.status)
+        return _json(CommitmentAnswer(verdict=verdict))
+    return _json(CommitmentAnswer(openings=result))
 
 
 @router.post(
     "/{challenge_id}/openings",
-    response_model=VerdictOut,
-    openapi_extra=_body_schema(OpeningResponse),
+    response_model=VerdictMessage,
+    openapi_extra=_OPENINGS_BODY,
 )
-def open_rows(
-    challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State
-) -> JSONResponse | Response:
-    response = parse_json(OpeningResponse, body)
+def open_rows(challenge_id: ChallengeIdParam, body: Body, ctx: DeviceCtx, st: State) -> Response:
+    """The opened rows, as bytes. The body may be as large as the catalog's largest
+    opening (megabytes); the coordinator times its arrival against the challenge's
+    opening budget, sized for a 10 Mbit/s uplink."""
     device = proofs.speaking_device(ctx.session, _pk(ctx), ctx.now)
+    response = proofs.read_openings(ctx.session, device, challenge_id, body)
     verdict = proofs.accept_openings(
         ctx.session,
         device,
@@ -135,4 +123,4 @@ def open_rows(
         policy=st.proof_policy,
         catalog=st.catalog,
     )
-    return _json(_verdict(verdict, device))
+    return _json(VerdictMessage.of(challenge_id, verdict, device.status))

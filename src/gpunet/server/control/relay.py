@@ -14,12 +14,11 @@ from sqlalchemy import select
 
 from gpunet.core.errors import Forbidden, Unauthenticated
 from gpunet.core.models import parse_json
-from gpunet.core.pog import Challenge, Failure, OpeningRequest, OpeningResponse, Verdict
-from gpunet.server.api.deps import AppState
-from gpunet.server.api.proofs import CommitmentIn
+from gpunet.core.pog import Challenge, OpeningRequest
+from gpunet.core.pog.messages import CommitmentEnvelope, VerdictMessage
 from gpunet.server.db.tables import Challenge as ChallengeRow
-from gpunet.server.db.tables import Device
 from gpunet.server.services import liveness, proofs
+from gpunet.server.state import AppState
 
 _CHUNK = 500
 
@@ -75,7 +74,7 @@ def deliver(state: AppState, device_pk: int) -> Challenge | None:
 
 def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str, Any]]:
     """("open", OpeningRequest JSON) or ("verdict", verdict) for a commitment."""
-    data = parse_json(CommitmentIn, body)
+    data = parse_json(CommitmentEnvelope, body)
     challenge_id = data.commitment.challenge_id
     with state.database.transaction() as session:
         now = state.clock.now()
@@ -93,30 +92,22 @@ def commit(state: AppState, device_pk: int, body: bytes) -> tuple[str, dict[str,
         )
         if isinstance(result, OpeningRequest):
             return "open", {"body": result.model_dump_json().encode()}
-        return "verdict", verdict(challenge_id, result, device)
+        return "verdict", VerdictMessage.of(challenge_id, result, device.status).model_dump()
 
 
-def open_rows(state: AppState, device_pk: int, body: bytes) -> dict[str, Any]:
-    response = parse_json(OpeningResponse, body)
+def open_rows(state: AppState, device_pk: int, challenge_id: str, body: bytes) -> dict[str, Any]:
+    """The verdict on a whole binary opening response, reassembled from its frames."""
     with state.database.transaction() as session:
         now = state.clock.now()
         device = proofs.speaking_device(session, device_pk, now)
+        response = proofs.read_openings(session, device, challenge_id, body)
         result = proofs.accept_openings(
             session,
             device,
-            response.challenge_id,
+            challenge_id,
             response,
             now=now,
             policy=state.proof_policy,
             catalog=state.catalog,
         )
-        return verdict(response.challenge_id, result, device)
-
-
-def verdict(challenge_id: str, result: Verdict, device: Device) -> dict[str, Any]:
-    out: dict[str, Any] = {"challenge": challenge_id, "status": device.status}
-    if isinstance(result, Failure):
-        out.update(passed=False, reason=result.reason.value, detail=result.detail)
-    else:
-        out.update(passed=True, reason=None, detail=None)
-    return out
+        return VerdictMessage.of(challenge_id, result, device.status).model_dump()

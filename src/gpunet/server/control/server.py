@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpunet.core.control import PROTOCOL_MAX, PROTOCOL_MIN
-from gpunet.server.api.deps import AppState
 from gpunet.server.control import relay
 from gpunet.server.control.batcher import AuthBatcher
 from gpunet.server.control.session import CommandHandler, ServerSession
 from gpunet.server.control.settings import ControlSettings
+from gpunet.server.state import AppState
 
 log = logging.getLogger("gpunet.server.control")
 

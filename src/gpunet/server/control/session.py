@@ -18,18 +18,22 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from gpunet.core import control
 from gpunet.core.control import Auth, FrameDecoder, Hello, ProtocolError, Welcome
 from gpunet.core.errors import GpunetError
 from gpunet.server.control import relay
+from gpunet.server.state import AppState
 
 if TYPE_CHECKING:
     from gpunet.server.control.server import ControlServer
 
 log = logging.getLogger("gpunet.server.control")
 CommandHandler = Callable[["ServerSession", dict[str, Any]], Awaitable[Any]]
+# One step of a proof on the services: (state, device row id) -> (reply type, fields).
+Relay = Callable[[AppState, int], tuple[str, dict[str, Any]]]
 
 
 class CommandFailed(RuntimeError):
@@ -42,6 +46,7 @@ class ServerSession(asyncio.Protocol):
         "_authing",
         "_decoder",
         "_nonce",
+        "_openings",
         "_pending",
         "_tasks",
         "_timer",
@@ -79,6 +84,7 @@ class ServerSession(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] | None = None  # made on first use
         self._pending: dict[str, asyncio.Future[Any]] | None = None
+        self._openings: control.OpeningsAssembler | None = None  # made on first use
 
     # -- transport events -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -237,9 +243,11 @@ class ServerSession(asyncio.Protocol):
                 }
             )
         elif kind == "commitment":
-            self._spawn(self._proof(msg, relay_commit=True))
+            public_id, body = control.body_of(msg)
+            pk = self._device_pk(public_id)
+            self._spawn(self._proof(public_id, pk, partial(relay.commit, body=body)))
         elif kind == "openings":
-            self._spawn(self._proof(msg, relay_commit=False))
+            self._openings_part(control.OpeningsPart.parse(msg))
         elif kind == "command":
             self._spawn(self._command(*control.parse_command(msg)))
         elif kind == "command_result":
@@ -282,19 +290,23 @@ class ServerSession(asyncio.Protocol):
             raise ProtocolError(f"device {public_id} is not authenticated in this session")
         return pk
 
-    async def _proof(self, msg: dict[str, Any], *, relay_commit: bool) -> None:
+    def _openings_part(self, part: control.OpeningsPart) -> None:
+        """Keep one part of a device's openings; relay them once the last is in. The
+        limit is the largest opening the catalog can ask for, checked before a part is
+        kept, so a session never holds more than one such opening per device."""
+        pk = self._device_pk(part.device)
+        if self._openings is None:
+            self._openings = control.OpeningsAssembler(self.server.state.openings_limit)
+        body = self._openings.add(part)
+        if body is not None:
+            call = partial(_relay_openings, challenge_id=part.challenge, body=body)
+            self._spawn(self._proof(part.device, pk, call))
+
+    async def _proof(self, public_id: str, pk: int, call: Relay) -> None:
+        """Run one step of a device's proof on the services, in a worker thread, and send
+        its answer: rows to open, a verdict, or an error frame naming the device."""
         try:
-            public_id, body = control.body_of(msg)
-            pk = self._device_pk(public_id)
-        except ProtocolError as exc:
-            self.close(exc.reason)
-            return
-        state = self.server.state
-        try:
-            if relay_commit:
-                kind, out = await asyncio.to_thread(relay.commit, state, pk, body)
-            else:
-                kind, out = "verdict", await asyncio.to_thread(relay.open_rows, state, pk, body)
+            kind, out = await asyncio.to_thread(call, self.server.state, pk)
         except GpunetError as exc:
             self.send(control.error(exc.code, exc.message, ref=public_id))
             return
@@ -331,6 +343,12 @@ class ServerSession(asyncio.Protocol):
             return await asyncio.wait_for(fut, timeout)
         finally:
             pending.pop(command_id, None)
+
+
+def _relay_openings(
+    state: AppState, device_pk: int, *, challenge_id: str, body: bytes
+) -> tuple[str, dict[str, Any]]:
+    return "verdict", relay.open_rows(state, device_pk, challenge_id, body)
 
 
 def _small(value: Any) -> Any:

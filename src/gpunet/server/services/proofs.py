@@ -62,6 +62,7 @@ from gpunet.core.pog import (
     plan_openings,
     verify,
 )
+from gpunet.core.pog.wire import WireError, decode_openings
 from gpunet.server.db.tables import Challenge as ChallengeRow
 from gpunet.server.db.tables import Device, DeviceEvent
 from gpunet.server.security.principal import Principal
@@ -111,7 +112,7 @@ def next_spot_check(now: dt.datetime, mean_s: float) -> dt.datetime:
 
 @dataclass(frozen=True, slots=True)
 class ProofPolicy:
-    delivery_allowance_s: float = 2.0
+    delivery_allowance_s: float = 0.25
     spot_check_mean_s: float = 6 * 3600.0
     retry_after_failure_s: float = 60.0
     reissue_interval_s: float = 600.0
@@ -374,6 +375,25 @@ def _enrolled_elsewhere(session: Session, device: Device, hardware: HardwareRepo
     return set(rows)
 
 
+def read_openings(
+    session: Session, device: Device, challenge_id: str, body: bytes
+) -> OpeningResponse:
+    """Parse a binary opening response (core.pog.wire) for the device's committed
+    challenge: rows exactly as wide as the challenge's, and no more of them than it
+    asked for. Bytes that are not such a response are refused (InvalidInput) and change
+    nothing: the challenge still waits for its openings until its deadline."""
+    row = _mine(session, device.id, challenge_id)
+    if row.outcome != ChallengeOutcome.COMMITTED or not (row.commitment and row.opening_secret):
+        raise Conflict("this challenge is not waiting for openings")
+    msg = Challenge.model_validate_json(row.body)
+    commitment = Commitment.model_validate_json(row.commitment)
+    wanted = plan_openings(msg, bytes.fromhex(row.opening_secret), commitment).row_refs()
+    try:
+        return decode_openings(body, n=msg.params.n, max_rows=len(wanted))
+    except WireError as exc:
+        raise InvalidInput(f"openings: {exc}") from exc
+
+
 def accept_openings(
     session: Session,
     device: Device,
@@ -518,9 +538,3 @@ def expire(session: Session, *, now: dt.datetime, policy: ProofPolicy, limit: in
         assert device is not None
         settle_overdue(session, row, device, now=now, policy=policy)
     return len(rows)
-
-
-def verdict_json(verdict: Verdict) -> dict[str, object]:
-    if isinstance(verdict, Failure):
-        return {"passed": False, "reason": verdict.reason.value, "detail": verdict.detail}
-    return {"passed": True, "reason": None, "detail": None}
