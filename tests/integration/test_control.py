@@ -19,13 +19,14 @@ from sqlalchemy import select, update
 
 from gpunet.agent.control import Backoff, ControlClient
 from gpunet.core import control, signing
-from gpunet.core.pog import HardwareReport, ReportedGpu
+from gpunet.core.pog import Challenge, HardwareReport, ReportedGpu
 from gpunet.server.api.deps import AppState
 from gpunet.server.control import ControlServer, ControlSettings
 from gpunet.server.control.auth import NOT_AUTHENTICATED
 from gpunet.server.db.tables import Device
 from gpunet.server.security.principal import Principal
 from gpunet.server.services import blocks, proof_schedule
+from gpunet.server.services.attestation import Attested, NotAttested, attestation_nonce
 from gpunet.server.services.blocks import BlockKind
 from tests.integration.conftest import DeviceHandle, Net
 
@@ -436,3 +437,40 @@ def test_status_changed_elsewhere_stops_uptime_counting(net: Net) -> None:
         await finish(client, task, server)
 
     run(scenario())
+
+
+class FakeCC:
+    """Stands in for NVIDIA's verifier: accepts reports that spell out the nonce."""
+
+    def verify(self, report: bytes, nonce: bytes, *, gpu_uuid: str) -> Any:
+        if report == b"cc-report:" + nonce:
+            return Attested(ueid=f"ueid-{gpu_uuid}")
+        return NotAttested("signature does not cover this nonce")
+
+
+def test_attestation_travels_with_the_commitment_over_the_control_channel(net: Net) -> None:
+    st = state_of(net)
+    st.attestation = FakeCC()
+    [dev] = net.enroll(net.register(), count=1, **CPU_DEV)
+    asked: list[str] = []
+
+    def attest(device_id: str, challenge: Challenge) -> bytes:
+        asked.append(device_id)
+        return b"cc-report:" + attestation_nonce(challenge.seed)
+
+    async def scenario() -> None:
+        server = await serve(st)
+        client = agent(net, [dev], [("127.0.0.1", server.port)], attestation=attest)
+        task = await background(client)
+        await asyncio.wait_for(client.connected.wait(), 20)
+        assert await asyncio.to_thread(schedule, net, st) == 1
+        await until(lambda: dev.device_id in client.outcomes)
+        assert client.outcomes[dev.device_id].passed
+        await finish(client, task, server)
+
+    run(scenario())
+    assert asked == [dev.device_id]
+    with net.database.read() as s:
+        device = s.execute(select(Device)).scalar_one()
+    # The report crossed inside the envelope and was verified against this challenge.
+    assert device.attestation_ueid == f"ueid-{dev.claim.gpu_uuid}"

@@ -19,8 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 from schemathesis.generation.case import Case
+from schemathesis.transport.serialization import serialize_binary
 
 from gpunet.core.clock import FrozenClock, unix
+from gpunet.core.pog.wire import CONTENT_TYPE
 from gpunet.server.app import create_app
 from gpunet.server.db.engine import Database
 from tests.integration.conftest import Net, make_settings
@@ -43,6 +45,14 @@ SESSION_ENDING = {"/api/v1/auth/logout", "/api/v1/auth/revoke-all", "/api/v1/acc
 # The credential is in the body (a refresh token, an enrollment code): random ones are
 # rightly refused, so these cannot be expected to get past authentication.
 BODY_CREDENTIAL = {"/api/v1/auth/refresh", "/api/v1/enroll"}
+
+
+
+# Openings travel as bytes in their own media type (core.pog.wire): send what the
+# schema generates for them as they are.
+@schemathesis.serializer(CONTENT_TYPE)
+def _openings_body(_ctx: Any, value: Any) -> bytes:
+    return serialize_binary(value)
 
 
 def _operations() -> list[tuple[str, str]]:
