@@ -26,7 +26,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -582,6 +582,23 @@ class RawAgent:
             self.send(frame)
 
 
+@contextlib.asynccontextmanager
+async def committed_session(
+    net: Net, dev: DeviceHandle
+) -> AsyncIterator[tuple[RawAgent, Challenge, OpeningRequest]]:
+    """A control server, and a raw session whose device has committed to a challenge."""
+    server = ControlServer(state(net), fast_control())
+    await server.start("127.0.0.1", 0)
+    try:
+        agent = await RawAgent.join(net, dev, server.port)
+        await asyncio.to_thread(challenge_now, net)
+        challenge, request = await agent.commit(dev)
+        yield agent, challenge, request
+        agent.writer.close()
+    finally:
+        await server.stop()
+
+
 def test_hostile_openings_over_the_control_channel_get_an_error_and_change_nothing(
     database: Database, database_url: str, clock: FrozenClock
 ) -> None:
@@ -589,27 +606,26 @@ def test_hostile_openings_over_the_control_channel_get_an_error_and_change_nothi
         dev = enroll_as(net, "h100-sxm")
 
         async def scenario() -> None:
-            server = ControlServer(state(net), fast_control())
-            await server.start("127.0.0.1", 0)
-            agent = await RawAgent.join(net, dev, server.port)
-            await asyncio.to_thread(challenge_now, net)
-            challenge, request = await agent.commit(dev)
-            for name, (mangle, reason) in MANGLES.items():
-                agent.send_openings(dev, challenge.id, mangle(challenge, request))
-                error = await agent.next("error", "verdict")
-                assert error["t"] == "error" and error["ref"] == dev.device_id, name
-                assert error["code"] == "invalid_input" and reason in error["message"], name
-                row = await asyncio.to_thread(challenge_row, net)
-                assert row.outcome == "committed" and row.reason is None, name
-            # Same session, honest shapes: judged on their content.
-            body = encode_openings(synthetic_openings(challenge, request))
-            agent.send_openings(dev, challenge.id, body)
-            verdict = await agent.next("verdict", "error")
-            assert verdict["t"] == "verdict" and verdict["reason"] in CONTENT_REASONS, verdict
-            agent.writer.close()
-            await server.stop()
+            async with committed_session(net, dev) as (agent, challenge, request):
+                await hostile_then_honest(net, dev, agent, challenge, request)
 
         run(scenario())
+
+
+async def hostile_then_honest(
+    net: Net, dev: DeviceHandle, agent: RawAgent, challenge: Challenge, request: OpeningRequest
+) -> None:
+    for name, (mangle, reason) in MANGLES.items():
+        agent.send_openings(dev, challenge.id, mangle(challenge, request))
+        error = await agent.next("error", "verdict")
+        assert error["t"] == "error" and error["ref"] == dev.device_id, name
+        assert error["code"] == "invalid_input" and reason in error["message"], name
+        row = await asyncio.to_thread(challenge_row, net)
+        assert row.outcome == "committed" and row.reason is None, name
+    # Same session, honest shapes: judged on their content.
+    agent.send_openings(dev, challenge.id, encode_openings(synthetic_openings(challenge, request)))
+    verdict = await agent.next("verdict", "error")
+    assert verdict["t"] == "verdict" and verdict["reason"] in CONTENT_REASONS, verdict
 
 
 PART = control.OPENINGS_PART
@@ -675,21 +691,15 @@ def test_openings_frames_that_break_the_rules_close_the_session(
         dev = enroll_as(net, "rtx-4090")
 
         async def scenario() -> None:
-            server = ControlServer(state(net), fast_control())
-            await server.start("127.0.0.1", 0)
-            agent = await RawAgent.join(net, dev, server.port)
-            await asyncio.to_thread(challenge_now, net)
-            challenge, _ = await agent.commit(dev)
-            for frame in frames(dev, challenge.id, state(net).openings_limit):
-                agent.send(frame)
-                with contextlib.suppress(ConnectionError):
-                    await agent.writer.drain()
-            bye = await agent.next("bye")
-            assert bye["t"] == "bye" and reason in bye["reason"], bye
-            row = await asyncio.to_thread(challenge_row, net)
-            assert row.outcome == "committed" and row.reason is None
-            agent.writer.close()
-            await server.stop()
+            async with committed_session(net, dev) as (agent, challenge, _):
+                for frame in frames(dev, challenge.id, state(net).openings_limit):
+                    agent.send(frame)
+                    with contextlib.suppress(ConnectionError):
+                        await agent.writer.drain()
+                bye = await agent.next("bye")
+                assert bye["t"] == "bye" and reason in bye["reason"], bye
+                row = await asyncio.to_thread(challenge_row, net)
+                assert row.outcome == "committed" and row.reason is None
 
         run(scenario())
 
