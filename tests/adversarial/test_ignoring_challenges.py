@@ -74,3 +74,31 @@ def test_a_device_that_never_answers_earns_nothing_and_ends_suspended_or_unpaid(
     # Bounded: one re-issue per interval (600 s), the roll-calls, the failure retries.
     budget = HOURS * 3600 // 600 + 4 + 8
     assert len(rows) <= budget, f"{len(rows)} challenge rows in {HOURS} h"
+
+
+def test_a_challenge_not_yet_heard_of_does_not_excuse_a_roll_call(
+    database: Database, database_url: str, clock: FrozenClock
+) -> None:
+    """A spot check (or an owed proof's re-issue) issued in the same pass as a roll-call
+    is replaced by the roll-call's challenge, so no device misses a simultaneous check
+    because another challenge of its own was outstanding."""
+    from gpunet.server.db.tables import Device
+    from gpunet.server.services import proof_schedule, proofs
+    from tests.adversarial.world import pk, state
+
+    with coordinator(database, database_url, clock) as net:
+        [dev] = net.enroll(net.register(), **CPU_DEV)
+        rounds(net).run_once()
+        assert answer_if_asked(net, dev)
+        st = state(net)
+        with net.database.transaction() as s:
+            device = s.get(Device, pk(net, dev))
+            spot = proofs.issue(s, device, kind="spot", batch="b1", now=clock.now(),
+                                catalog=st.catalog, policy=st.proof_policy)
+            assert spot is not None
+            called = proof_schedule.rollcall(s, fraction=1.0, now=clock.now(),
+                                             catalog=st.catalog, policy=st.proof_policy)
+        assert called == 1
+        rows = {r.kind: r for r in challenges(net, dev)}
+        assert rows["spot"].outcome == "missed" and rows["spot"].reason is None
+        assert rows["rollcall"].outcome == "open"

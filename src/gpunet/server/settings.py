@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     # Proof of GPU: the catalog (None = the one shipped), and when devices are checked.
     catalog_path: Path | None = None
     # A challenge's clock starts at issue; its deadline is issue + budget + this slack
-    # for the push or poll in flight (keep it well below every profile's work time).
-    delivery_allowance_s: float = Field(2.0, ge=0, le=30)
+    # for the push in flight. It is free time for a cheater too, so it is one network
+    # round trip, far below every profile's 20% budget margin (~0.25-0.8 s).
+    delivery_allowance_s: float = Field(0.25, ge=0, le=30)
     spot_check_mean_s: float = Field(6 * 3600, ge=10, le=30 * 86400)
     retry_after_failure_s: float = Field(60, ge=1, le=86400)
     # A device that let a challenge lapse is challenged again (alone) this often.

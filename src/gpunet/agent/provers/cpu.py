@@ -23,16 +23,17 @@ from gpunet.core.pog.prf import I8
 from gpunet.core.pog.rowtree import StepTree
 
 
-def run_chain(d: Derivation) -> tuple[list[I8], list[StepTree]]:
-    """X_0..X_T and their trees (reference; holds everything in host memory)."""
+def run_chain(d: Derivation) -> tuple[I8, list[StepTree]]:
+    """X_0..X_T stacked (T+1, n, n), and their trees (reference; all in host memory)."""
     n, steps = d.params.n, d.params.steps
     rows = np.arange(n)
-    x = [initial_rows(d.keys, rows, n)]
+    x = np.empty((steps + 1, n, n), dtype=np.int8)
+    x[0] = initial_rows(d.keys, rows, n)
     trees = [StepTree(row_digests(x[0], d.dt, d.leaf))]
     bt = b_rows(d.keys, rows, n)
     for t in range(steps):
         refs = row_refs(d.seed, t, trees[t].root, rows, d.params.refs_at(t))
-        x.append(add_refs(step_rows(bt, x[t]), x, refs, rows))
+        x[t + 1] = add_refs(step_rows(bt, x[t]), x, refs, rows)
         trees.append(StepTree(row_digests(x[t + 1], d.dt, d.leaf)))
     return x, trees
 
@@ -42,7 +43,7 @@ class CpuProver(Prover):
 
     def __init__(self) -> None:
         super().__init__()
-        self._x: list[I8] = []
+        self._x: list[I8] | I8 = []
 
     def release(self) -> None:
         super().release()

@@ -104,20 +104,29 @@ def row_refs(seed: bytes, step: int, root: bytes, rows: npt.ArrayLike, k: int) -
     r = np.asarray(rows, dtype=np.uint64).reshape(-1)
     if step == 0 or k == 0:
         return np.zeros((r.size, 0), dtype=np.uint64)
-    ctr = r[:, np.newaxis] * np.uint64(k) + np.arange(1, k + 1, dtype=np.uint64)
-    w = mix64(np.uint64(refs_key(seed, step, root)) + ctr * np.uint64(GAMMA))
+    ctr = np.asarray(r[:, np.newaxis] * np.uint64(k), dtype=np.uint64) + np.arange(
+        1, k + 1, dtype=np.uint64
+    )
+    w = mix64(np.asarray(np.uint64(refs_key(seed, step, root)) + ctr * np.uint64(GAMMA),
+                         dtype=np.uint64))
     return ((w >> np.uint64(32)) * np.uint64(step)) >> np.uint64(32)
 
 
-def add_refs(fresh: I8, history: Sequence[I8], refs: U64, rows: npt.ArrayLike) -> I8:
+def add_refs(
+    fresh: I8, history: Sequence[I8] | npt.NDArray[np.int8], refs: U64, rows: npt.ArrayLike
+) -> I8:
     """fresh + sum of row j of X_p over each row's references, wrapping mod 256.
 
     Addition rather than XOR so that a step drawn twice for one row does not cancel.
+    `history` is X_0.. as a list, or stacked (steps, n, n) for one gather per reference.
     """
     out = fresh.copy()
     r = np.asarray(rows, dtype=np.int64).reshape(-1)
     for col in range(refs.shape[1]):
-        ps = refs[:, col]
+        ps = refs[:, col].astype(np.int64)
+        if isinstance(history, np.ndarray):
+            out += history[ps, r]
+            continue
         for p in np.unique(ps).tolist():
             sel = ps == p
             out[sel] += history[p][r[sel]]

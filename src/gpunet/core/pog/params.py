@@ -9,8 +9,9 @@ where the k reference steps p_i(t, j) < t of every row j are drawn from the Merk
 of X_t, i.e. known only once step t is complete. Only the last `read_steps` steps read
 (k > 0): the steps before them build the working set, the read phase exercises it.
 Every X_t is committed, so a prover keeps (T + 1) matrices plus B resident, and every
-read step reads k n^2 bytes of them at places it learns only when the step starts: that is the memory phase, and what makes
-it bind (a device with less must fetch or recompute what it dropped, in time).
+read step reads k n^2 bytes of them at places it learns only when the step starts:
+that is the memory phase, and what makes it bind (a device with less must fetch or
+recompute what it dropped, in time).
 """
 
 from __future__ import annotations

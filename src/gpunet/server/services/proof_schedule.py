@@ -32,14 +32,20 @@ import ipaddress
 import random
 from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gpunet.core.models import DeviceStatus
 from gpunet.core.pog import Catalog, new_challenge_id, new_roll_call_seed
 from gpunet.server.db.tables import Challenge as ChallengeRow
 from gpunet.server.db.tables import Device
-from gpunet.server.services.proofs import OUTSTANDING, ROLLCALL, ProofPolicy, issue
+from gpunet.server.services.proofs import (
+    OUTSTANDING,
+    ROLLCALL,
+    ChallengeOutcome,
+    ProofPolicy,
+    issue,
+)
 
 CHALLENGEABLE = (
     DeviceStatus.PENDING.value,
@@ -200,7 +206,29 @@ def rollcall(
         .scalars()
         .all()
     )
+    _supersede_unheard(session, [d.id for d in devices], now)
     return issue_batch(session, devices, kind=ROLLCALL, now=now, catalog=catalog, policy=policy)
+
+
+def _supersede_unheard(session: Session, device_ids: Sequence[int], now: dt.datetime) -> None:
+    """A roll-call replaces any challenge its devices have not heard of yet (a spot check
+    or a re-issue of this very pass): otherwise an owed proof would excuse a device from
+    the one check that must be simultaneous. Challenges a device has received stay: it
+    is working on them, and its next roll-call finds it."""
+    for i in range(0, len(device_ids), 1000):
+        session.execute(
+            update(ChallengeRow)
+            .where(
+                ChallengeRow.device_id.in_(device_ids[i : i + 1000]),
+                ChallengeRow.outcome == ChallengeOutcome.OPEN,
+                ChallengeRow.delivered_at.is_(None),
+            )
+            .values(
+                outcome=ChallengeOutcome.MISSED,
+                completed_at=now,
+                detail="superseded by a roll-call before the device heard of it",
+            )
+        )
 
 
 def rollcall_confirmed_until(session: Session) -> dt.datetime | None:
