@@ -22,10 +22,10 @@ from gpunet.core.pog import ChallengeParams
 
 
 def run(
-    backend: str, n: int, steps: int, width: int = 64, repeats: int = 3, refs: int = 8
+    backend: str, n: int, steps: int, width: int = 64, repeats: int = 3, refs: int = 24
 ) -> None:
-    # The last tenth of the steps read `refs` older rows per row, as catalog profiles do.
-    p = ChallengeParams(n=n, steps=steps, refs=refs, read_steps=max(1, steps // 10),
+    # The last 30% of the steps read `refs` older rows per row, as catalog profiles do.
+    p = ChallengeParams(n=n, steps=steps, refs=refs, read_steps=max(1, round(0.3 * steps)),
                         digest_width=width, rows_per_check=1, checked_steps=min(64, steps))
     r = calibrate("cpu-dev", backend, params=p, repeats=repeats)
     # Best run against best plain GEMM: both least disturbed by other load on the host.
