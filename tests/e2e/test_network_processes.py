@@ -194,6 +194,12 @@ class Network:
             ).all()
         return len({d for d, at in rows if _utc(at) > moment})
 
+    def seen_since(self, moment: dt.datetime) -> int:
+        """Devices whose agent has been heard from (a control session joined) since."""
+        with self.db().connect() as conn:
+            rows = conn.execute(select(Device.last_seen_at)).scalars().all()
+        return sum(1 for at in rows if at is not None and _utc(at) > moment)
+
     def outstanding(self) -> int:
         with self.db().connect() as conn:
             return int(
@@ -238,10 +244,18 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def rollcall_all(net: Network, coordinator: Coordinator, expected: int) -> float:
-    """Challenge every device at once; seconds until each has passed a proof through the
-    channel (a device still reconnecting misses the roll-call and is challenged on return).
+def rollcall_all(
+    net: Network, coordinator: Coordinator, expected: int, *, since: dt.datetime,
+    back: int | None = None,
+) -> float:
+    """Once every agent is back in a session (joined after `since`), challenge every
+    device at once; seconds until each has passed a proof through the channel. `back`:
+    how many agents had to reconnect (all `expected` unless said otherwise). (A
+    roll-call an agent misses while it reconnects is a failure like any lapsed one, so an
+    operator calls the roll once agents are back; the scheduler's are random.)
     """
+    rejoin = expected if back is None else back
+    wait_for(f"{rejoin} agents back in session", lambda: net.seen_since(since) >= rejoin, 30)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     coordinator.cli("admin", "rollcall", "--fraction", "1")
     return wait_for(
@@ -267,10 +281,11 @@ def test_three_agents_survive_a_coordinator_crash_and_a_key_rotation(
     # Crash between proofs (a crash mid-proof is a missed check: see docs/proof-of-gpu.md).
     wait_for("no proof in flight", lambda: net.outstanding() == 0, 30)
 
+    restarted = dt.datetime.now(dt.UTC)
     net.first.kill()
     net.first.start()
     # Every agent is back within 30 seconds: all answer a roll-call over the channel.
-    rollcall_all(net, net.first, 3)
+    rollcall_all(net, net.first, 3, since=restarted)
     assert net.devices() == identities  # same devices, all still verified
     assert net.uptime_rows() >= uptime_before
 
@@ -284,9 +299,10 @@ def test_three_agents_survive_a_coordinator_crash_and_a_key_rotation(
     )
     assert out.returncode == 0 and "new key in use" in out.stdout, out.stdout + out.stderr
     wait_for("no proof in flight", lambda: net.outstanding() == 0, 30)
+    restarted = dt.datetime.now(dt.UTC)
     net.first.kill()
     net.first.start()
-    rollcall_all(net, net.first, 3)
+    rollcall_all(net, net.first, 3, since=restarted)
     assert net.devices() == identities
     assert all(a.poll() is None for a in net.agents)
 
@@ -316,9 +332,10 @@ def test_two_replicas_on_postgresql_serve_the_same_agents(postgres_replicas: Net
     wait_for(
         "both devices verified", lambda: sorted(net.devices().values()) == ["verified"] * 2, 60
     )
-    rollcall_all(net, b, 2)
+    rollcall_all(net, b, 2, since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     wait_for("no proof in flight", lambda: net.outstanding() == 0, 30)
     # One replica dies: its agents move to the other, which serves them as before.
+    died = dt.datetime.now(dt.UTC)
     a.kill()
-    rollcall_all(net, b, 2)
+    rollcall_all(net, b, 2, since=died, back=1)  # the agent that was on `a`
     assert sorted(net.devices().values()) == ["verified"] * 2

@@ -134,12 +134,28 @@ class Net:
             )
         return {"code": code, "devices": devices}, keys
 
-    def enroll(self, owner: OwnerHandle, count: int = 1, **claim_kw: Any) -> list[DeviceHandle]:
+    def enroll(
+        self, owner: OwnerHandle, count: int = 1, *, agent_started: bool = True, **claim_kw: Any
+    ) -> list[DeviceHandle]:
+        """Enroll `count` devices; with `agent_started`, their agent has also been heard
+        from since (as `gpunet worker run` is, right after enrolling), which is what makes
+        a new device due for its first challenge."""
         claims = [hardware(**claim_kw) for _ in range(count)]
         body, keys = self.enroll_body(self.code(owner, max(count, 1)), claims)
         r = self.client.post("/api/v1/enroll", json=body)
         assert r.status_code == 201, r.text
         ids = [d["device_id"] for d in r.json()["devices"]]
+        if agent_started:
+            from sqlalchemy import update
+
+            from gpunet.server.db.tables import Device
+
+            with self.database.transaction() as s:
+                s.execute(
+                    update(Device)
+                    .where(Device.public_id.in_(ids))
+                    .values(last_seen_at=self.clock.now())
+                )
         return [DeviceHandle(i, k, c, owner) for i, k, c in zip(ids, keys, claims, strict=True)]
 
     def signed(

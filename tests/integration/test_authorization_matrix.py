@@ -23,7 +23,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gpunet.agent.client import WorkerClient
 from gpunet.agent.provers.cpu import CpuProver
@@ -66,8 +66,8 @@ def build_world(net: Net) -> World:
     a = net.register("owner-a@example.com", PASSWORD_A)
     b = net.register("owner-b@example.com", PASSWORD_B)
     # cpu-dev claims, so that the CPU prover can answer their proof-of-GPU challenges.
-    (dev_a,) = net.enroll(a, 1, **CPU_DEV)
-    (dev_b,) = net.enroll(b, 1, **CPU_DEV)
+    (dev_a,) = net.enroll(a, 1, agent_started=False, **CPU_DEV)
+    (dev_b,) = net.enroll(b, 1, agent_started=False, **CPU_DEV)
     return World(net, a, b, dev_a, dev_b, owner_id(net, a.email), owner_id(net, b.email))
 
 
@@ -224,6 +224,12 @@ def _challenge_for_a(w: World) -> None:
     """Device A has fetched a proof-of-GPU challenge and waits to commit."""
     st = w.net.client.app.state.gpunet  # type: ignore[attr-defined]
     with w.net.database.transaction() as s:
+        # Its agent has been heard from: a new device is challenged only then.
+        s.execute(
+            update(Device)
+            .where(Device.public_id == w.dev_a.device_id)
+            .values(last_seen_at=w.net.clock.now())
+        )
         proof_schedule.schedule_due(
             s, now=w.net.clock.now(), catalog=st.catalog, policy=st.proof_policy
         )

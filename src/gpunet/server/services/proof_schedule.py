@@ -32,7 +32,7 @@ import ipaddress
 import random
 from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gpunet.core.models import DeviceStatus
@@ -75,7 +75,9 @@ def cohort(session: Session, device: Device) -> Sequence[Device]:
     net = network_of(device.enrolled_from)
     members = list(
         session.execute(
-            select(Device).where(Device.status.in_(CHALLENGEABLE), or_(*conditions))
+            select(Device).where(
+                Device.status.in_(CHALLENGEABLE), _heard_from_if_pending(), or_(*conditions)
+            )
         ).scalars()
     )
     if net is not None:
@@ -83,7 +85,9 @@ def cohort(session: Session, device: Device) -> Sequence[Device]:
         prefix = net.split("/")[0].rsplit("." if ":" not in net else ":", 1)[0]
         nearby = session.execute(
             select(Device).where(
-                Device.status.in_(CHALLENGEABLE), Device.enrolled_from.startswith(prefix)
+                Device.status.in_(CHALLENGEABLE),
+                _heard_from_if_pending(),
+                Device.enrolled_from.startswith(prefix),
             )
         ).scalars()
         members += [d for d in nearby if network_of(d.enrolled_from) == net]
@@ -132,6 +136,13 @@ def last_issued(session: Session, ids: Sequence[int], since: dt.datetime) -> dic
     return {device_id: at for device_id, at in rows}
 
 
+def _heard_from_if_pending() -> ColumnElement[bool]:
+    """A new device is first challenged once its agent has been heard from (it signed a
+    request or joined a control session): a challenge issued before the agent runs would
+    lapse or fail through no fault of the supplier, since the clock starts at issue."""
+    return or_(Device.status != DeviceStatus.PENDING.value, Device.last_seen_at.is_not(None))
+
+
 def _due(session: Session, now: dt.datetime, limit: int) -> Sequence[Device]:
     return (
         session.execute(
@@ -139,6 +150,7 @@ def _due(session: Session, now: dt.datetime, limit: int) -> Sequence[Device]:
             .where(
                 Device.status.in_(CHALLENGEABLE),
                 or_(Device.next_check_at.is_(None), Device.next_check_at <= now),
+                _heard_from_if_pending(),
             )
             .order_by(Device.next_check_at.nulls_first(), Device.id)
             .limit(limit)
