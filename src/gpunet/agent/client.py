@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from gpunet.agent.keystore import LiveSigner
 from gpunet.core.pog import Challenge, Commitment, HardwareReport, OpeningRequest, OpeningResponse
 from gpunet.core.pog.messages import CommitmentAnswer, CommitmentEnvelope, VerdictMessage
 from gpunet.core.pog.wire import CONTENT_TYPE, encode_openings
@@ -43,8 +44,39 @@ class WorkerClient:
         stream: bool = False,
     ) -> httpx.Response:
         """A request signed over its whole body. With `stream`, the body goes out in
-        pieces under its declared length (no second copy of megabytes of openings)."""
-        auth = self._signer.authorization(method, path, body, int(self._clock()))
+        pieces under its declared length (no second copy of megabytes of openings).
+
+        A 401 with a rotation pending in the keystore (a `LiveSigner`) is retried once
+        with the pending key: a rotation interrupted after the coordinator accepted the
+        new key leaves the coordinator knowing only that key. If the coordinator accepts
+        it, the keystore finishes the rotation, so the device heals without its owner.
+        """
+        response = self._send(self._signer, method, path, body, content_type, stream)
+        if response.status_code != 401 or not isinstance(self._signer, LiveSigner):
+            return response
+        pending = self._signer.pending()
+        if pending is None:
+            return response
+        retried = self._send(pending, method, path, body, content_type, stream)
+        # Only a success proves the signature was accepted: a 429 or 5xx says nothing,
+        # and the next request simply tries again.
+        if retried.status_code < 400 and self._signer.adopt(pending):
+            self.recovered_rotation = True
+            return retried
+        return response if retried.status_code == 401 else retried
+
+    recovered_rotation = False  # set once this client finished an interrupted rotation
+
+    def _send(
+        self,
+        signer: DeviceSigner,
+        method: str,
+        path: str,
+        body: bytes,
+        content_type: str,
+        stream: bool,
+    ) -> httpx.Response:
+        auth = signer.authorization(method, path, body, int(self._clock()))
         headers = {"Authorization": auth}
         if body:
             headers["Content-Type"] = content_type

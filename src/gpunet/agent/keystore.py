@@ -358,6 +358,19 @@ class Keystore:
         log.info("committed key rotation for GPU %s", gpu_uuid)
         return key
 
+    def complete_rotation(self, gpu_uuid: str, public_key: str) -> bool:
+        """The coordinator accepted a signature by ``public_key``: if that is the pending
+        next key, make it current (``commit_rotation``). True if the current key is now
+        ``public_key`` (also when another process committed first); False if it is not
+        (a stale or different pending key is left alone)."""
+        nxt = self.load_next(gpu_uuid)
+        if nxt is not None and public_key_text(nxt.public_key()) == public_key:
+            # Another process may commit between the read and the rename: then the
+            # check below still finds the key current.
+            with contextlib.suppress(KeystoreError, FileNotFoundError):
+                self.commit_rotation(gpu_uuid)
+        return public_key_text(self.load(gpu_uuid).public_key()) == public_key
+
     def abort_rotation(self, gpu_uuid: str) -> None:
         """Drop a pending next key (the coordinator refused or never saw it)."""
         self._check_root()
@@ -366,11 +379,11 @@ class Keystore:
             self._sync_root()
             log.info("aborted key rotation for GPU %s", gpu_uuid)
 
-    def live_signer(self, gpu_uuid: str) -> DeviceSigner:
+    def live_signer(self, gpu_uuid: str) -> LiveSigner:
         """A signer that reads the device's current key each time it signs, so a long-
         running agent follows a key rotation done beside it (`gpunet worker rotate-key`)."""
         signer = self.signer(gpu_uuid)
-        return _LiveSigner(signer.device_id, self, gpu_uuid)
+        return LiveSigner(signer.device_id, self, gpu_uuid)
 
     def signer(self, gpu_uuid: str) -> DeviceSigner:
         """A signer for an enrolled device's requests; NotEnrolled before enrollment."""
@@ -381,7 +394,7 @@ class Keystore:
         return DeviceSigner(state.device_id, key)
 
 
-class _LiveSigner(DeviceSigner):
+class LiveSigner(DeviceSigner):
     def __init__(self, device_id: str, keystore: Keystore, gpu_uuid: str) -> None:
         super().__init__(device_id, keystore.load(gpu_uuid))
         self._keystore = keystore
@@ -390,5 +403,36 @@ class _LiveSigner(DeviceSigner):
     def sign(self, message: bytes) -> bytes:
         return self._keystore.load(self._gpu_uuid).sign(message)
 
+    def pending(self) -> DeviceSigner | None:
+        """A signer with the pending next key of a rotation, or None if none is pending.
+
+        After a crash between the coordinator accepting a rotation and the keystore
+        swapping keys, the coordinator knows only this key: a refused signature is
+        retried with it (agent.client, agent.control.client)."""
+        nxt = self._keystore.load_next(self._gpu_uuid)
+        return None if nxt is None else _PendingSigner(self.device_id, nxt)
+
+    def adopt(self, pending: DeviceSigner) -> bool:
+        """The coordinator accepted `pending`'s key: finish the rotation here."""
+        if not isinstance(pending, _PendingSigner):
+            raise TypeError("adopt takes a signer from pending()")
+        done = self._keystore.complete_rotation(self._gpu_uuid, pending.public_key)
+        if done:
+            log.warning(
+                "device %s: the coordinator holds the key of an interrupted rotation; "
+                "finished the rotation (the pending key is now current)",
+                self.device_id,
+            )
+        return done
+
     def __repr__(self) -> str:
         return f"LiveSigner(device_id={self.device_id!r})"
+
+
+class _PendingSigner(DeviceSigner):
+    def __init__(self, device_id: str, key: Ed25519PrivateKey) -> None:
+        super().__init__(device_id, key)
+        self.public_key = public_key_text(key.public_key())
+
+    def __repr__(self) -> str:
+        return f"PendingSigner(device_id={self.device_id!r})"

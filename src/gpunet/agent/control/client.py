@@ -49,6 +49,9 @@ from gpunet.core.signing import DeviceSigner
 
 log = logging.getLogger("gpunet.agent.control")
 Endpoint = tuple[str, int]
+# The coordinator's answer to a signature it does not accept (server.control.auth); the
+# agent cannot import the server, so the words are repeated here.
+NOT_AUTHENTICATED = "not authenticated: unknown device or bad signature"
 
 
 class Refused(ConnectionError):
@@ -116,6 +119,12 @@ class ControlClient:
         self.heartbeats_sent = 0
         self._link: Link | None = None
         self._stop = asyncio.Event()
+        # Rotation recovery: devices whose next handshake signs with the pending key of
+        # an interrupted rotation, and the pending keys already tried (each once, so a
+        # device the coordinator refuses under both keys does not loop).
+        self._try_pending: dict[str, DeviceSigner] = {}
+        self._pending_tried: set[tuple[str, str]] = set()
+        self.recovered: set[str] = set()  # devices that finished a rotation this way
 
     @classmethod
     def from_keystore(
@@ -130,7 +139,9 @@ class ControlClient:
         server_id = server_id or stored[0].coordinator_url
         if not server_id:
             raise ValueError("the keystore does not say which coordinator these devices joined")
-        signers = [keystore.signer(d.gpu_uuid) for d in stored]
+        # Live signers follow a rotation done beside the agent and can fall back on a
+        # pending key (see _recoverable).
+        signers = [keystore.live_signer(d.gpu_uuid) for d in stored]
         return cls(endpoints, signers, server_id=server_id, **kwargs)
 
     # -- public API -----------------------------------------------------------------------
@@ -217,6 +228,21 @@ class ControlClient:
             welcome = await self._handshake(link)
             self.endpoint = endpoint
             self.sessions += 1
+            # One line per session, so an operator reading the log sees the agent
+            # come back after a coordinator restart or a network loss.
+            log.info(
+                "%s the control channel at %s:%d: %d device(s) accepted, %d refused",
+                "reconnected to" if self.sessions > 1 else "connected to",
+                host, port, len(welcome.accepted), len(welcome.refused),
+            )
+            if self._try_pending:
+                # Devices refused under their current key that have a pending key to try
+                # next: a fresh session at once (the handshake is one per session).
+                log.info("retrying %d device(s) with a pending rotation key",
+                         len(self._try_pending))
+                with contextlib.suppress(Exception):
+                    link.send(control.bye("retrying with a pending rotation key"))
+                return True
             if not welcome.accepted:
                 await link.next()  # the bye that follows says why
                 return False  # nothing to do here: back off like any failure
@@ -249,8 +275,9 @@ class ControlClient:
             )
         if control.negotiate(hello.protocols, (PROTOCOL_MIN, PROTOCOL_MAX)) is None:
             raise ProtocolError("no common protocol version: upgrade the agent")
+        trying, self._try_pending = self._try_pending, {}
         entries = tuple(
-            (device_id, signer.sign(control.auth_message(
+            (device_id, trying.get(device_id, signer).sign(control.auth_message(
                 server_id=self.server_id, nonce=hello.nonce, device_id=device_id)))
             for device_id, signer in self.signers.items()
         )
@@ -259,10 +286,44 @@ class ControlClient:
         self._check_bye(reply)
         welcome = Welcome.parse(reply)
         self.welcome = welcome
+        for device_id in welcome.accepted:
+            pending = trying.get(device_id)
+            if pending is not None:
+                self._adopt(device_id, pending)
         for device_id, reason in welcome.refused:
             log.warning("device %s refused by the coordinator: %s", device_id, reason)
+            if reason == NOT_AUTHENTICATED and device_id not in trying:
+                self._recoverable(device_id)
         self._notice(welcome.upgrade)
         return welcome
+
+    def _recoverable(self, device_id: str) -> None:
+        """A device refused under its current key: if the keystore holds a pending key
+        not tried yet, the next handshake signs with it."""
+        signer = self.signers.get(device_id)
+        pending_of = getattr(signer, "pending", None)
+        pending = pending_of() if pending_of is not None else None
+        if pending is None:
+            return
+        tried = (device_id, str(getattr(pending, "public_key", "")))
+        if tried in self._pending_tried:
+            log.error(
+                "device %s: the coordinator refuses both its key and its pending key; "
+                "run `gpunet worker status` for what to do", device_id,
+            )
+            return
+        self._pending_tried.add(tried)
+        self._try_pending[device_id] = pending
+
+    def _adopt(self, device_id: str, pending: DeviceSigner) -> None:
+        """The coordinator accepted the pending key: finish the rotation on disk, and
+        sign with it from now on."""
+        signer = self.signers[device_id]
+        adopt = getattr(signer, "adopt", None)
+        if adopt is None:
+            self.signers[device_id] = pending  # a static signer: use the accepted key
+        elif adopt(pending):
+            self.recovered.add(device_id)
 
     def _notice(self, upgrade: Upgrade) -> None:
         self.upgrade = upgrade
