@@ -21,6 +21,8 @@ def agent_home(env: Mapping[str, str] | None = None) -> Path:
 class AgentConfig:
     coordinator_url: str
     cpu_dev: int = 0  # cpu-dev devices to run when the host has no GPU (local networks)
+    # HOST:PORT of the control channel, as the coordinator said at enrollment.
+    control: str | None = None
 
     @classmethod
     def load(cls, home: Path) -> AgentConfig | None:
@@ -28,8 +30,11 @@ class AgentConfig:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
+        control = data.get("control")
         return cls(
-            coordinator_url=str(data["coordinator_url"]), cpu_dev=int(data.get("cpu_dev", 0))
+            coordinator_url=str(data["coordinator_url"]),
+            cpu_dev=int(data.get("cpu_dev", 0)),
+            control=str(control) if control else None,
         )
 
     def save(self, home: Path) -> None:
@@ -37,8 +42,9 @@ class AgentConfig:
         os.chmod(home, 0o700)
         path = home / "agent.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"coordinator_url": self.coordinator_url, "cpu_dev": self.cpu_dev}, indent=2)
-        )
+        data = {"coordinator_url": self.coordinator_url, "cpu_dev": self.cpu_dev}
+        if self.control:
+            data["control"] = self.control
+        tmp.write_text(json.dumps(data, indent=2))
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)

@@ -20,6 +20,7 @@ from gpunet.core import signing
 class EnrollResult:
     enrolled: list[tuple[str, str]]  # (gpu uuid, device id)
     already: list[tuple[str, str]]
+    control: str | None = None  # the control channel's HOST:PORT, when the coordinator said
 
 
 def enroll_host(
@@ -69,7 +70,9 @@ def enroll_host(
             message = response.text[:200]
         raise CoordinatorError(response.status_code, message)
     enrolled = []
-    for item in response.json()["devices"]:
+    body = response.json()
+    for item in body["devices"]:
         keystore.set_device_id(item["gpu_uuid"], item["device_id"], coordinator_url=coordinator_url)
         enrolled.append((item["gpu_uuid"], item["device_id"]))
-    return EnrollResult(enrolled, already)
+    control = body.get("control")
+    return EnrollResult(enrolled, already, control=str(control) if control else None)

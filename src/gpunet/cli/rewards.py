@@ -93,15 +93,23 @@ def show(epoch: int, with_payouts: bool) -> None:
     click.echo(json.dumps(out, indent=2))
 
 
+def _unwrap(text: str) -> str:
+    """The explorer wraps the proof with the root it publishes ({"root", "proof"}); a bare
+    proof is fine too. The root to check against stays the one given on the command line."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text  # PayoutProof.from_json says what is wrong
+    return json.dumps(data["proof"] if isinstance(data, dict) and "proof" in data else data)
+
+
 def _fetch(url: str) -> str:
     import httpx
 
     r = httpx.get(url, timeout=30, follow_redirects=False)
     if r.status_code != 200:
         raise click.ClickException(f"{url}: HTTP {r.status_code}")
-    data = r.json()
-    # The explorer wraps the proof with the root it publishes; a bare proof is fine too.
-    return json.dumps(data["proof"] if isinstance(data, dict) and "proof" in data else data)
+    return r.text
 
 
 @rewards.command()
@@ -122,7 +130,7 @@ def verify(
         raise click.UsageError("give either --proof FILE (or -) or --from-url URL")
     if not amount.isdigit():
         raise click.BadParameter("the amount is an integer in base units", param_hint="--amount")
-    text = _fetch(from_url) if from_url else proof_file.read()
+    text = _unwrap(_fetch(from_url) if from_url else proof_file.read())
     try:
         proof = PayoutProof.from_json(text)
     except InvalidInput as exc:

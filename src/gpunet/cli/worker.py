@@ -30,7 +30,11 @@ def _discover(cpu_dev: int, home: Path) -> Any:
     if result.is_refused:
         raise click.ClickException(f"discovery refused this host: {result.refusal}")
     if not result.ok:
-        raise click.ClickException(result.explain())
+        hint = "" if cpu_dev else (
+            "; for a local development network without a GPU, add `--cpu-dev 1` "
+            "(cpu-dev devices are never paid in production)"
+        )
+        raise click.ClickException(result.explain() + hint)
     return result
 
 
@@ -78,12 +82,34 @@ def enroll(code: str, coordinator: str, cpu_dev: int, home: str | None) -> None:
         raise click.ClickException(f"enrollment refused: {exc}") from exc
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach the coordinator at {coordinator}: {exc}") from exc
-    AgentConfig(coordinator_url=coordinator, cpu_dev=cpu_dev).save(root)
+    previous = AgentConfig.load(root)
+    control = result.control or (previous.control if previous else None)
+    AgentConfig(coordinator_url=coordinator, cpu_dev=cpu_dev, control=control).save(root)
+    if control:
+        click.echo(f"control channel: {control} (saved in {root / 'agent.json'})")
     for uuid, device_id in result.enrolled:
         click.echo(f"enrolled {uuid} as {device_id} (pending until it passes a proof of GPU)")
     for uuid, device_id in result.already:
         click.echo(f"already enrolled: {uuid} as {device_id}")
     click.echo("next: `gpunet worker run` (or install the systemd unit: `gpunet worker unit`)")
+
+
+def _control_endpoints(control: str | None, config: Any) -> list[tuple[str, int]]:
+    """--control (or GPUNET_CONTROL), else what the coordinator said at enrollment."""
+    given = control or config.control
+    if not given:
+        raise click.ClickException(
+            "the coordinator did not say where its control channel is (enrolled with an "
+            "older coordinator): enroll again, or pass --control HOST:PORT "
+            "(the port `gpunet server run` prints as 'control channel for agents')"
+        )
+    endpoints = []
+    for item in given.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise click.BadParameter(f"{item!r} is not HOST:PORT", param_hint="--control")
+        endpoints.append((host.strip("[]"), int(port)))
+    return endpoints
 
 
 @worker.command()
@@ -92,7 +118,7 @@ def enroll(code: str, coordinator: str, cpu_dev: int, home: str | None) -> None:
     "--control",
     envvar="GPUNET_CONTROL",
     help="HOST:PORT of the coordinator's control channel "
-    "[default: the coordinator's host, port 8001]",
+    "[default: the address the coordinator gave at enrollment]",
 )
 @click.option("-v", "--verbose", is_flag=True)
 def run(home: str | None, control: str | None, verbose: bool) -> None:
@@ -104,7 +130,6 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
     import asyncio
     import logging
     import signal
-    from urllib.parse import urlsplit
 
     from gpunet.agent.config import AgentConfig
     from gpunet.agent.control import ControlClient
@@ -130,15 +155,7 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
         click.echo(
             f"warning: enrolled GPU(s) not found on this host now: {', '.join(missing)}", err=True
         )
-    if control:
-        endpoints = []
-        for item in control.split(","):
-            host, _, port = item.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise click.BadParameter(f"{item!r} is not HOST:PORT", param_hint="--control")
-            endpoints.append((host.strip("[]"), int(port)))
-    else:
-        endpoints = [(urlsplit(config.coordinator_url).hostname or "127.0.0.1", 8001)]
+    endpoints = _control_endpoints(control, config)
 
     def prover_for(device_id: str) -> Any:
         gpu = gpus.get(by_device.get(device_id, ""))

@@ -114,6 +114,8 @@ def create_app(
         version=__version__,
         description="Proves GPUs are real before they count; see docs/.",
     )
+    if control is not None:
+        state.control_address = control.advertised(settings.public_url)
     app.state.gpunet = state
     _register_errors(app)
     _include_routers(app)

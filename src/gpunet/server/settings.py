@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # never pays uptime that roll-call forfeits. None: on in production, off in
     # development (where no roll-call may be scheduled for a day).
     rewards_await_rollcall: bool | None = None
+    # The weight of `dev_only` catalog profiles (cpu-dev) in development, so a local
+    # network can show an epoch that pays; production never pays them whatever this says.
+    dev_reward_weight: float = Field(0.0, ge=0, le=100)
     incident_lookback_slots: int = Field(5, ge=1, le=10_000)
     incident_max_credit_slots: int = Field(360, ge=0, le=100_000)
     uptime_retention_days: int = Field(90, ge=1, le=3650)

@@ -47,6 +47,8 @@ class AppState:
     proof_policy: ProofPolicy
     uptime: UptimeRecorder  # this replica's heartbeat buffer (services.uptime)
     rewards: RewardConfig  # schedule, incident policy and weights in force
+    # The control channel's HOST:PORT as agents should dial it (told at enrollment).
+    control_address: str | None = None
 
     @cached_property
     def openings_limit(self) -> int:

@@ -25,8 +25,9 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 
 @router.post("/enrollment-codes", status_code=201, response_model=s.EnrollmentCodeOut)
 def create_enrollment_code(
-    body: s.EnrollmentCodeRequest, ctx: EnrollCtx, st: State
+    ctx: EnrollCtx, st: State, body: s.EnrollmentCodeRequest | None = None
 ) -> s.EnrollmentCodeOut:
+    body = body or s.EnrollmentCodeRequest()  # no body means the defaults, like {}
     code, row = enrollment.create_code(
         ctx, st.enrollment_key, owner_id=ctx.owner_id, max_devices=body.max_devices
     )
@@ -68,7 +69,8 @@ def enroll(body: s.EnrollRequest, ctx: AnonCtx, st: State) -> s.EnrollOut:
         devices=[
             s.EnrolledDevice(gpu_uuid=e.gpu_uuid, device_id=e.device_id, status=e.status.value)
             for e in done
-        ]
+        ],
+        control=st.control_address,
     )
 
 

@@ -113,6 +113,8 @@ class EnrolledDevice(BaseModel):
 
 class EnrollOut(BaseModel):
     devices: list[EnrolledDevice]
+    # HOST:PORT of the control channel; the agent stores it (`--control` overrides).
+    control: str | None = None
 
 
 # --- devices (owner and worker) --------------------------------------------------------

@@ -4,6 +4,7 @@ settings so the channel can be tuned or switched off on its own)."""
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,9 @@ class ControlSettings(BaseSettings):
     port: int = Field(8001, ge=0, le=65535)
     # What agents sign as the coordinator's name; default: the coordinator's public URL.
     server_id: str | None = Field(None, min_length=1, max_length=255)
+    # HOST:PORT agents are told to dial at enrollment (behind NAT or TLS termination the
+    # bound address is not it); default: the public URL's host and this port.
+    public_address: str | None = Field(None, min_length=3, max_length=255)
     heartbeat_s: float = Field(60.0, ge=0.01, le=3600)
     # A session with no frame for this many heartbeat intervals is closed.
     idle_heartbeats: float = Field(3.5, ge=1.5, le=100)
@@ -33,6 +37,15 @@ class ControlSettings(BaseSettings):
     agent_latest: str = __version__
     agent_minimum: str | None = None
     agent_required_by: dt.datetime | None = None
+
+    def advertised(self, public_url: str) -> str | None:
+        """Where agents reach this channel, or None when it is off."""
+        if not self.enabled:
+            return None
+        if self.public_address:
+            return self.public_address
+        host = urlsplit(public_url).hostname or "127.0.0.1"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def upgrade_policy(self) -> UpgradePolicy:
         return UpgradePolicy(self.agent_latest, self.agent_minimum, self.agent_required_by)

@@ -131,8 +131,15 @@ def authenticate_request(
     auth = signing.parse_auth_header(header)
     if auth is None:
         raise Unauthenticated("malformed device signature")
-    if abs(auth.timestamp - int(now.timestamp())) > window_s:
-        raise Unauthenticated("device signature timestamp outside the allowed window")
+    offset = auth.timestamp - int(now.timestamp())
+    if abs(offset) > window_s:
+        # Say by how much and what fixes it: a drifting clock is the usual cause.
+        side = "ahead of" if offset > 0 else "behind"
+        raise Unauthenticated(
+            f"device signature timestamp outside the allowed window: this machine's clock "
+            f"is {abs(offset)} s {side} the coordinator's (allowed: {window_s} s); "
+            "synchronise it with NTP (e.g. `timedatectl set-ntp true`)"
+        )
     device = session.execute(
         select(Device).where(Device.public_id == auth.device_id)
     ).scalar_one_or_none()

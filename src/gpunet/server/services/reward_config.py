@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from gpunet.core.pog import Catalog
-from gpunet.core.pog.catalog import reward_eligible
+from gpunet.core.pog.catalog import ModelProfile, reward_eligible
 from gpunet.core.rewards import EmissionSchedule, IncidentPolicy, dump_schedule, load_schedule
 from gpunet.server.settings import Settings
 
@@ -39,13 +39,18 @@ def exact_weight(value: float) -> Fraction:
     return Fraction(repr(float(value))).limit_denominator(10**6)
 
 
-def catalog_weights(catalog: Catalog, *, development: bool) -> dict[str, Fraction]:
-    return {
-        p.key: exact_weight(p.reward_weight)
-        if reward_eligible(p, development=development)
-        else Fraction(0)
-        for p in catalog.models
-    }
+def catalog_weights(
+    catalog: Catalog, *, development: bool, dev_weight: float = 0.0
+) -> dict[str, Fraction]:
+    """Each profile's weight; `dev_weight` stands in for a development-only profile's
+    catalog weight, and only in development (reward_eligible refuses them otherwise)."""
+
+    def weight(p: ModelProfile) -> Fraction:
+        if not reward_eligible(p, development=development):
+            return Fraction(0)
+        return exact_weight(dev_weight if p.dev_only else p.reward_weight)
+
+    return {p.key: weight(p) for p in catalog.models}
 
 
 def schedule_text(settings: Settings) -> str:
@@ -73,7 +78,9 @@ def load_config(settings: Settings, catalog: Catalog) -> RewardConfig:
             lookback_slots=settings.incident_lookback_slots,
             max_credit_slots=settings.incident_max_credit_slots,
         ),
-        weights=catalog_weights(catalog, development=settings.development),
+        weights=catalog_weights(
+            catalog, development=settings.development, dev_weight=settings.dev_reward_weight
+        ),
         settle_s=settings.rewards_settle_s,
         await_rollcall=settings.await_rollcall,
     )
