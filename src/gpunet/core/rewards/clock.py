@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpunet.core.bounds import EARLIEST_TS, LATEST_TS
 from gpunet.core.errors import InvalidInput
 
 DEFAULT_EPOCH_SECONDS = 3600
@@ -55,6 +56,13 @@ class EpochClock:
     def epoch_end(self, epoch: int) -> int:
         """Exclusive end of `epoch` (the start of the next one)."""
         return self.epoch_start(epoch + 1)
+
+    def check_epoch(self, epoch: int) -> None:
+        """InvalidInput unless `epoch` lies in the span of time the project can represent
+        (core.bounds): an epoch from a request is bounded by this before its times are
+        turned into datetimes, which would overflow past year 9999."""
+        if self.epoch_start(epoch) < EARLIEST_TS or self.epoch_end(epoch) > LATEST_TS:
+            raise InvalidInput("the epoch lies outside the representable time", field="epoch")
 
     def global_slot(self, ts: float) -> int:
         """The global slot containing `ts`."""

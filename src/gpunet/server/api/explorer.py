@@ -6,11 +6,11 @@ docs/threat-model.md)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from gpunet.core.bounds import SaneDatetime
 from gpunet.core.errors import NotFound
 from gpunet.core.models import DeviceStatus
 from gpunet.server.api import reward_schemas as r
@@ -215,12 +215,12 @@ def incident_windows(
     session: ReadSession,
     response: Response,
     limit: Limit = 50,
-    before: dt.datetime | None = None,
+    # In UTC and within the representable span (core.bounds): an offset at either end
+    # of the calendar would overflow converting to UTC.
+    before: SaneDatetime | None = None,
 ) -> r.IncidentList:
     """Declared windows, latest start first."""
     response.headers["Cache-Control"] = CACHE
-    if before is not None and before.tzinfo is None:
-        before = before.replace(tzinfo=dt.UTC)
     rows = incidents.public_listing(session, limit=limit + 1, before=before)
     page, next_before = page_of(rows, limit, lambda w: w.starts_at)
     return r.IncidentList(items=[incident_out(w) for w in page], next_before=next_before)

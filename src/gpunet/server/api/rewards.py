@@ -27,9 +27,12 @@ def my_device_uptime(
     st: State,
     epoch: Annotated[int | None, Query(ge=0, le=2**62)] = None,
 ) -> r.DeviceUptimeOut:
-    device = devices.owned(ctx.session, ctx.owner_id, device_id)
     clock = st.rewards.schedule.clock
     e = clock.epoch_index(ctx.now.timestamp()) if epoch is None else epoch
+    # The schema's bound is static; what the epoch clock can turn into times depends on
+    # the schedule in force, so that is checked here (422), before any time is computed.
+    clock.check_epoch(max(e, 0))
+    device = devices.owned(ctx.session, ctx.owner_id, device_id)
     u = device_epoch_uptime(ctx.session, st.rewards, device, max(e, 0))
     return r.DeviceUptimeOut(
         device_id=device.public_id,

@@ -173,6 +173,8 @@ def relevant_windows(
 
 
 def plan(session: Session, clock: EpochClock, policy: IncidentPolicy, epoch: int) -> Plan:
+    # Every reading of an epoch starts here: refuse one whose times cannot be datetimes.
+    clock.check_epoch(epoch)
     e_first = clock.first_slot(epoch)
     e_last = e_first + clock.slots_per_epoch
     start = dt.datetime.fromtimestamp(clock.epoch_start(epoch), dt.UTC)
