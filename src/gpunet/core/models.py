@@ -78,7 +78,8 @@ class HardwareClaim(Strict):
 
     vendor: GpuVendor
     model: SafeText
-    vram_mib: int = Field(ge=1, le=MAX_VRAM_MIB)
+    # Strict: JSON `true` is not 1 (pydantic would otherwise coerce it).
+    vram_mib: int = Field(ge=1, le=MAX_VRAM_MIB, strict=True)
     gpu_uuid: GpuUuid
     pci_bus_id: PciBusId
     driver_version: VersionText

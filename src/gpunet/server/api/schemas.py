@@ -30,6 +30,10 @@ OsName = Annotated[
 
 
 class Request(BaseModel):
+    # Every integer and boolean field is declared strict (`true` is not 1, "1" is not 1):
+    # not `strict=True` here, because FastAPI validates the parsed JSON as Python
+    # objects, and strict Python validation would refuse enum values and times given
+    # as the strings JSON carries them in.
     model_config = ConfigDict(extra="forbid", str_max_length=4096)
 
 
@@ -159,7 +163,7 @@ class WorkerMetadataUpdate(Request):
 
 class KeyRotationRequest(Request):
     new_public_key: B64Key
-    timestamp: int = Field(ge=0, le=2**40)
+    timestamp: int = Field(ge=0, le=2**40, strict=True)
     old_key_signature: B64Sig
     new_key_signature: B64Sig
 
