@@ -63,6 +63,9 @@ def run(host: str, port: int, workers: int, control_port: int) -> None:
         workers=workers,
         log_level="info",
         proxy_headers=False,
+        # No `Server: uvicorn` banner: it tells a scanner what to try and no client
+        # needs it (the app sets its own security headers, server.middleware).
+        server_header=False,
     )
 
 
