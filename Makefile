@@ -33,5 +33,8 @@ test: lint
 bench: $(STAMP)
 	@echo "benchmarks live in bench/; see BENCHMARKS.md for the commands and figures"
 
+# Stop the test servers this checkout started (their state is under var/) before removing it.
 clean:
+	-scripts/test-postgres.sh stop
+	-scripts/test-redis.sh stop
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

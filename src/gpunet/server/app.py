@@ -12,6 +12,7 @@ of replicas behind a load balancer behave as one.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from gpunet import __version__
 from gpunet.core.clock import Clock, SystemClock
-from gpunet.core.errors import GpunetError, RateLimited
+from gpunet.core.errors import Forbidden, GpunetError, RateLimited, Unauthenticated
 from gpunet.core.pog import load_catalog
 from gpunet.server.api import accounts, devices, explorer, heartbeat, proofs, rewards, worker
 from gpunet.server.api.deps import AppState
@@ -120,9 +121,12 @@ def create_app(
     _register_errors(app)
     _include_routers(app)
     app.add_middleware(
-        LimitsAndMetrics, metrics=state.metrics, path_limits=proofs.body_limits(state)
+        LimitsAndMetrics,
+        metrics=state.metrics,
+        path_limits=proofs.body_limits(state),
+        hsts=not settings.development,
     )
-    _add_probes(app, state.metrics)
+    _add_probes(app, state.metrics, settings)
     return app
 
 
@@ -247,11 +251,20 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
 
-def _add_probes(app: FastAPI, metrics: Metrics) -> None:
+def _add_probes(app: FastAPI, metrics: Metrics, settings: Settings) -> None:
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
+
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> PlainTextResponse:
+    def prometheus(request: Request) -> PlainTextResponse:
+        # Traffic by endpoint and caller kind is for operators (settings.metrics_token).
+        if token is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+            if not hmac.compare_digest(given, token):
+                raise Unauthenticated("/metrics needs the operators' metrics token")
+        elif not settings.metrics_open:
+            raise Forbidden("/metrics is closed: set GPUNET_METRICS_TOKEN to scrape it")
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     surge_global_writes: int = Field(5000, ge=1)
     alert_webhook_url: str | None = None
 
+    # /metrics (docs/operations.md): with a token, only `Authorization: Bearer <token>`
+    # may scrape it; without one it is open where `metrics_public` says (None: open in
+    # development only, so a production coordinator does not show its traffic to all).
+    metrics_token: SecretStr | None = None
+    metrics_public: bool | None = None
+
     # Proof of GPU: the catalog (None = the one shipped), and when devices are checked.
     catalog_path: Path | None = None
     # A challenge's clock starts at issue; its deadline is issue + budget + this slack
@@ -128,6 +134,12 @@ class Settings(BaseSettings):
         if self.rewards_await_rollcall is None:
             return not self.development
         return self.rewards_await_rollcall
+
+    @property
+    def metrics_open(self) -> bool:
+        if self.metrics_public is None:
+            return self.development
+        return self.metrics_public
 
     @property
     def is_sqlite(self) -> bool:
