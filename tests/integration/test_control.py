@@ -46,10 +46,15 @@ class Recorder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.seen: dict[int, int] = {}
+        self.heard_at: dict[int, dt.datetime] = {}
 
     def record(self, device_id: int, at: dt.datetime) -> None:
         with self.lock:
             self.seen[device_id] = self.seen.get(device_id, 0) + 1
+
+    def heard(self, device_id: int, at: dt.datetime) -> None:
+        with self.lock:  # every heartbeat, counted or not (for the last heartbeat time)
+            self.heard_at[device_id] = at
 
 
 def state_of(net: Net) -> AppState:

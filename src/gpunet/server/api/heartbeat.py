@@ -31,6 +31,7 @@ def heartbeat(
     # Not touched on every call: that would be a row update per heartbeat.
     device = calling_device(ctx.session, ctx.actor.device_id, ctx.now)
     heard = liveness.hear(ctx.session, device, ctx.now)
+    st.uptime.heard(device.id, ctx.now)  # the last heartbeat received, for worker status
     if heard.counts:
         st.uptime.record(device.id, ctx.now)
     if device.last_seen_at is None or ctx.now - device.last_seen_at >= LAST_SEEN_EVERY:

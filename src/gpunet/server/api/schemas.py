@@ -175,6 +175,9 @@ class WorkerDeviceOut(BaseModel):
     status: str
     profile: str | None = None
     last_seen_at: dt.datetime | None = None
+    # The last heartbeat the coordinator received (to within a minute); never the time
+    # of this request.
+    last_heartbeat_at: dt.datetime | None = None
     last_pass_at: dt.datetime | None = None
     attested: bool = False
     cluster: str | None = None  # set once customer clusters exist

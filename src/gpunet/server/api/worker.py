@@ -22,6 +22,7 @@ def _out(device: devices.Device) -> s.WorkerDeviceOut:
         status=device.status,
         profile=device.profile,
         last_seen_at=device.last_seen_at,
+        last_heartbeat_at=device.last_heartbeat_at,
         last_pass_at=device.last_pass_at,
         attested=device.attested_at is not None,
     )

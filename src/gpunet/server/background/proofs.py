@@ -51,19 +51,35 @@ class ProofRounds:
         self.next_rollcall_at = now + dt.timedelta(seconds=gap)
         return self.next_rollcall_at
 
+    def quiet_s(self) -> float:
+        """How long before a roll-call no other challenge is issued: the longest any
+        challenge can stay open (commit budget, opening window, allowance). A device with
+        a challenge of its own still open when the roll-call comes would be left out of
+        it (issue() gives a device one challenge at a time), and one GPU behind several
+        devices could keep that device's uptime; with the quiet window none is open."""
+        longest = max(
+            (m.budget.budget_s + m.budget.open_budget_s for m in self.catalog.models),
+            default=0.0,
+        )
+        return longest + self.policy.delivery_allowance_s
+
     def run_once(self) -> tuple[int, int, int]:
         """(settled, issued, roll-called) in this pass."""
         now = self.clock.now()
-        with self.database.transaction() as session:
-            settled = proofs.expire(session, now=now, policy=self.policy)
-        with self.database.transaction() as session:
-            issued = proof_schedule.schedule_due(
-                session, now=now, catalog=self.catalog, policy=self.policy
-            )
-        called = 0
         if self.next_rollcall_at is None:
             self.draw_next_rollcall(now)
-        elif now >= self.next_rollcall_at:
+        assert self.next_rollcall_at is not None
+        with self.database.transaction() as session:
+            settled = proofs.expire(session, now=now, policy=self.policy)
+        issued = 0
+        quiet_from = self.next_rollcall_at - dt.timedelta(seconds=self.quiet_s())
+        if now < quiet_from:
+            with self.database.transaction() as session:
+                issued = proof_schedule.schedule_due(
+                    session, now=now, catalog=self.catalog, policy=self.policy
+                )
+        called = 0
+        if now >= self.next_rollcall_at:
             with self.database.transaction() as session:
                 called = proof_schedule.rollcall(
                     session,

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import ssl as _ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,15 +128,22 @@ class ControlServer:
         stats.heartbeats += 1
         if names is None:
             stats.device_beats += len(session.devices)
+            beating: Collection[int] = session.devices.values()
             pks = session.counted
         else:
             devices, verified = session.devices, session.verified
-            named = [devices[n] for n in names if n in devices]
-            stats.device_beats += len(named)
-            pks = [pk for pk in named if pk in verified]
+            beating = [devices[n] for n in names if n in devices]
+            stats.device_beats += len(beating)
+            pks = [pk for pk in beating if pk in verified]
         recorder = getattr(self.state, "uptime", None)
-        if recorder is not None and pks:
-            now = self.state.clock.now()
+        if recorder is None:
+            return
+        now = self.state.clock.now()
+        # Every device heard, counted or not: `gpunet worker status` shows the last
+        # heartbeat received (the recorder writes it at most every HEARD_EVERY).
+        for pk in beating:
+            recorder.heard(pk, now)
+        if pks:
             for pk in pks:
                 recorder.record(pk, now)
             stats.counted_beats += len(pks)

@@ -123,6 +123,10 @@ class Device(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     status_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The last heartbeat received (HTTP or control channel), written by the uptime flush
+    # at most every services.uptime.HEARD_EVERY; `gpunet worker status` shows it. Unlike
+    # last_seen_at, no other contact (a handshake, a proof, a status request) moves it.
+    last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Proof of GPU bookkeeping (see services.proofs).
     profile: Mapped[str | None] = mapped_column(String(48))
     last_pass_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -221,4 +221,7 @@ def prune_nonces(session: Session, now: dt.datetime) -> int:
 
 
 def get_self(ctx: Ctx) -> Device:
-    return calling_device(ctx.session, ctx.actor.device_id, ctx.now, touch=True)
+    # Not touched: a status request is not a sign of life. `gpunet worker status` run
+    # beside a dead agent must not make it look alive in the owner's list or the
+    # explorer (issue 12); heartbeats, handshakes and proofs are what count as contact.
+    return calling_device(ctx.session, ctx.actor.device_id, ctx.now)
