@@ -210,22 +210,53 @@ def status(home: str | None, as_json: bool) -> None:
     rows = []
     with httpx.Client(base_url=config.coordinator_url, timeout=10.0) as http:
         for d in devices:
-            client = WorkerClient(http, store.signer(d.gpu_uuid))
+            # A live signer retries a refused signature with the pending key of an
+            # interrupted rotation and finishes the rotation if the coordinator has it.
+            client = WorkerClient(http, store.live_signer(d.gpu_uuid))
+            note = None
             try:
                 info = client.whoami()
             except (CoordinatorError, httpx.HTTPError) as exc:
                 info = {"device_id": d.device_id, "status": f"unknown ({exc})"}
-            rows.append({"gpu_uuid": d.gpu_uuid, **info})
+                if isinstance(exc, CoordinatorError) and exc.status == 401:
+                    note = _refused_note(store.device(d.gpu_uuid).rotation_pending)
+            if client.recovered_rotation:
+                note = (
+                    "a key rotation had been interrupted after the coordinator accepted the "
+                    "new key; it is now finished here (nothing to do)"
+                )
+            elif note is None and store.device(d.gpu_uuid).rotation_pending:
+                note = (
+                    "a key rotation was interrupted before the coordinator took the new key; "
+                    "the current key still works. Run `gpunet worker rotate-key` to finish it"
+                )
+            rows.append({"gpu_uuid": d.gpu_uuid, **info, **({"note": note} if note else {})})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         click.echo(
             f"{r['device_id']}  {r['status']:<10} profile={r.get('profile') or '-'}  "
-            f"last heartbeat={r.get('last_seen_at') or 'never'}  "
+            # The last heartbeat the coordinator received, not the time of this request.
+            f"last heartbeat={r.get('last_heartbeat_at') or 'never'}  "
             f"last proof={r.get('last_pass_at') or 'never'}  "
             f"cluster={r.get('cluster') or '-'}"
         )
+        if r.get("note"):
+            click.echo(f"  note: {r['note']}")
+
+
+def _refused_note(rotation_pending: bool) -> str:
+    """What to do when the coordinator refuses every key this host holds for a device."""
+    tried = "neither its current key nor its pending rotation key" if rotation_pending else (
+        "its key"
+    )
+    return (
+        f"the coordinator accepts {tried}: the device may have been retired or its key "
+        "replaced from another host, or this host is pointed at another coordinator. "
+        "Check `gpunet worker status` against the right --home and coordinator; if the key "
+        "was lost, re-enroll it with a fresh code (`gpunet worker enroll --code ...`)"
+    )
 
 
 @worker.command("rotate-key")
@@ -256,7 +287,17 @@ def rotate_key(home: str | None, device_id: str | None) -> None:
             try:
                 rotate_device_key(http, store, d.gpu_uuid)
             except CoordinatorError as exc:
-                raise click.ClickException(f"{d.device_id}: rotation refused: {exc}") from exc
+                raise click.ClickException(
+                    f"{d.device_id}: rotation refused: {exc}. The current key stays in use; "
+                    "the new key is kept pending and rerunning `gpunet worker rotate-key` "
+                    "retries it"
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise click.ClickException(
+                    f"{d.device_id}: cannot reach the coordinator ({exc}). Rerun "
+                    "`gpunet worker rotate-key`: the pending key is kept, and a running agent "
+                    "finishes the rotation by itself if the coordinator already took it"
+                ) from exc
             click.echo(f"{d.device_id}: new key in use")
 
 
