@@ -11,8 +11,15 @@ from gpunet.cli.calibrate import calibrate
 
 @click.group()
 @click.version_option(__version__, prog_name="gpunet")
-def cli() -> None:
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="settings file (TOML) [default: $GPUNET_CONFIG, else the file `gpunet server "
+    "init` writes, ~/.config/gpunet/coordinator.toml]; flags and GPUNET_* win over it",
+)
+def cli(config: str | None) -> None:
     """gpunet: a GPU network that proves every GPU before it counts."""
+    # Read back by cli.config from the root context; nothing else to do here.
 
 
 cli.add_command(server.server)

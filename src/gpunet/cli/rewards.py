@@ -59,6 +59,7 @@ def close(epoch: int | None, all_due: bool) -> None:
     settings = load_settings()
     db = open_database(settings)
     config = _config(settings)
+    _same_schedule(db, config)
     now = SystemClock().now()
     if epoch is not None:
         done = [svc.close_epoch(db, config, epoch, now=now)]
@@ -70,6 +71,24 @@ def close(epoch: int | None, all_due: bool) -> None:
                    f"{c.row.wallets} wallets, root {c.row.root}")
     if not done:
         click.echo("no epoch is due")
+
+
+def _same_schedule(db: Any, config: Any) -> None:
+    """Refuse to close under another schedule than the network's: settings that differ
+    from the coordinator's (say, GPUNET_REWARDS_EPOCH_SECONDS unset here) would write an
+    epoch of the wrong length beside the real ones. The last closed epoch records the
+    digest of the schedule it was closed under."""
+    from gpunet.server.services import rewards as svc
+
+    with db.read() as session:
+        last = svc.listing(session, limit=1, before=None)
+    if last and last[0].schedule_sha256 != config.schedule_sha256:
+        raise click.ClickException(
+            f"these settings' reward schedule (sha256 {config.schedule_sha256[:12]}..., epochs "
+            f"of {config.published['epoch_seconds']} s) is not the one epoch {last[0].epoch} was "
+            f"closed under (sha256 {last[0].schedule_sha256[:12]}...): run this with the "
+            "coordinator's settings (its --config file or GPUNET_REWARDS_* variables)"
+        )
 
 
 @rewards.command()

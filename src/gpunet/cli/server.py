@@ -21,12 +21,44 @@ def server() -> None:
 
 
 @server.command()
+@click.option("--database-url", help="default: SQLite at ./var/gpunet.db (made absolute)")
+@click.option("--public-url", help="the URL agents and users reach this coordinator at")
+@click.option("--epoch-seconds", type=int, help="reward epoch length (default: the schedule's)")
+@click.option("--force", is_flag=True, help="replace an existing config file")
+def init(
+    database_url: str | None, public_url: str | None, epoch_seconds: int | None, force: bool
+) -> None:
+    """Write the config file every `gpunet` command reads (see `gpunet --config`), with
+    a fresh secret key, so operator commands find this coordinator's database and epoch
+    settings from any directory."""
+    import secrets
+    from pathlib import Path
+
+    from gpunet.cli.config import chosen_config_path, write_config
+
+    path, _ = chosen_config_path()
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists: edit it, or pass --force to replace it")
+    values: dict[str, object] = {
+        "database_url": database_url or f"sqlite:///{Path('var/gpunet.db').resolve()}",
+        "secret_key": secrets.token_urlsafe(48),
+    }
+    if public_url:
+        values["public_url"] = public_url
+    if epoch_seconds:
+        values["rewards_epoch_seconds"] = epoch_seconds
+    write_config(path, values)
+    load_settings()  # refuse now, not at the next command, what Settings would refuse
+    click.echo(f"wrote {path}; next: `gpunet server migrate`, then `gpunet server run`")
+
+
+@server.command()
 def migrate() -> None:
     """Bring the database schema up to date (safe to run repeatedly)."""
     from gpunet.server.db import migrate as m
 
     settings = load_settings()
-    db = open_database(settings)
+    db = open_database(settings, create=True)
     before = m.current_revision(db.engine)
     m.upgrade(db.engine)
     after = m.current_revision(db.engine)
