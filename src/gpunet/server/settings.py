@@ -19,12 +19,17 @@ class Environment(enum.StrEnum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GPUNET_", env_file=None, extra="ignore")
 
+    # `production` refuses placeholder secrets and never pays development-only profiles.
     environment: Environment = Environment.DEVELOPMENT
+    # SQLite (one machine) or `postgresql://user@host/db` (replicas share it).
     database_url: str = "sqlite:///var/gpunet.db"
     # Signs access tokens and tags enrollment codes. Must be long and random in production.
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    # The URL agents enroll with and sign for: the coordinator refuses requests signed
+    # for another name, so set it to what agents reach (behind a proxy: the proxy's URL).
     public_url: str = "http://127.0.0.1:8000"
 
+    # Lifetimes: access and refresh tokens, enrollment codes; devices one code may enroll.
     access_token_ttl_s: int = Field(900, ge=60, le=3600)
     refresh_token_ttl_s: int = Field(14 * 86400, ge=3600, le=90 * 86400)
     enrollment_code_ttl_s: int = Field(900, ge=60, le=86400)
@@ -63,12 +68,14 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     metrics_public: bool | None = None
 
-    # Proof of GPU: the catalog (None = the one shipped), and when devices are checked.
+    # Proof of GPU: the catalog of models and budgets (a JSON file; unset = the one
+    # shipped, gpunet/core/pog/catalog.json).
     catalog_path: Path | None = None
     # A challenge's clock starts at issue; its deadline is issue + budget + this slack
     # for the push in flight. It is free time for a cheater too, so it is one network
     # round trip, far below every profile's 20% budget margin (~0.25-0.8 s).
     delivery_allowance_s: float = Field(0.25, ge=0, le=30)
+    # Mean time between a device's unannounced spot checks; wait after a failed proof.
     spot_check_mean_s: float = Field(6 * 3600, ge=10, le=30 * 86400)
     retry_after_failure_s: float = Field(60, ge=1, le=86400)
     # A device that let a challenge lapse is challenged again (alone) this often.

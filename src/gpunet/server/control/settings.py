@@ -16,6 +16,8 @@ from gpunet.core.control import MAX_FRAME, UpgradePolicy
 class ControlSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GPUNET_CONTROL_", env_file=None, extra="ignore")
 
+    # The agents' control channel (TCP): on or off, and where it listens; agents learn
+    # where to dial at enrollment (`public_address`), `gpunet worker run --control` overrides.
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8001, ge=0, le=65535)
