@@ -314,6 +314,13 @@ ENDPOINTS: dict[str, Endpoint] = {
         lambda w: {"label": "changed label", "region": "eu-west"},
         "owner_a",
     ),
+    # Only A's owner may retire A's device; B's owner gets 404 and nothing changes.
+    "retire_device": Endpoint(
+        "POST",
+        lambda w: f"/api/v1/devices/{w.dev_a.device_id}/retire",
+        lambda w: None,
+        "owner_a",
+    ),
     "worker_metadata": Endpoint(
         "PATCH",
         lambda w: "/api/v1/worker/device",

@@ -332,6 +332,8 @@ def enroll(path: tuple[str, ...]) -> Target:
         w.state["body"] = _enroll_body(w, mutate(copy.deepcopy(v)))
 
     def read_back(w: World, v: Any) -> None:
+        if path == ("device", "replaces") and v is None:
+            return  # null means "replaces nothing": a plain enrollment
         assert path[:2] == ("device", "hardware"), f"{path} accepted {v!r}"
         rows = [
             r
@@ -386,6 +388,15 @@ def owner_patch_path() -> Target:
     return Target(send, TEXT_CORPUS, {})
 
 
+def owner_retire_path() -> Target:
+    def send(w: World, v: Any) -> Any:
+        return w.net.client.post(
+            f"/api/v1/devices/{quote(str(v), safe='')}/retire", headers=w.a.headers
+        )
+
+    return Target(send, TEXT_CORPUS, {})
+
+
 def query(path: str, name: str, auth: str | None = None) -> Target:
     def send(w: World, v: Any) -> Any:
         headers = w.a.headers if auth == "owner" else {}
@@ -415,6 +426,7 @@ TARGETS: dict[str, Target] = {
     "owner_device.region": owner_patch_device("region"),
     "owner_device.path_id": owner_patch_path(),
     "owner_device.get_path_id": path_param("/api/v1/devices/{}", "owner"),
+    "owner_device.retire_path_id": owner_retire_path(),
     "owner_devices.cursor": query("/api/v1/devices", "cursor", "owner"),
     "owner_devices.limit": query("/api/v1/devices", "limit", "owner"),
     "worker.agent_version": worker_metadata("agent_version"),
@@ -440,6 +452,7 @@ TARGETS: dict[str, Target] = {
     "enroll.code": enroll(("code",)),
     "enroll.public_key": enroll(("device", "public_key")),
     "enroll.proof": enroll(("device", "proof")),
+    "enroll.replaces": enroll(("device", "replaces")),
     **{
         f"enroll.hardware.{f}": enroll(("device", "hardware", f))
         for f in HardwareClaim.model_fields

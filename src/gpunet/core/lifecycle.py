@@ -6,6 +6,10 @@
 
 A suspended device returns only through `pending` (an operator reinstates it, and
 it must prove itself again from scratch).
+
+Any device may be retired by its owner (or when a new key replaces it). Retirement is
+final: the GPU comes back only as a new device that proves itself from `pending`, so
+the old device's record (proofs, uptime, payouts) is never rewritten.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 from gpunet.core.models import DeviceStatus as S
 
 ALLOWED: dict[S, frozenset[S]] = {
-    S.PENDING: frozenset({S.VERIFIED, S.SUSPENDED}),
-    S.VERIFIED: frozenset({S.SUSPECT, S.SUSPENDED}),
-    S.SUSPECT: frozenset({S.VERIFIED, S.SUSPENDED}),
-    S.SUSPENDED: frozenset({S.PENDING}),
+    S.PENDING: frozenset({S.VERIFIED, S.SUSPENDED, S.RETIRED}),
+    S.VERIFIED: frozenset({S.SUSPECT, S.SUSPENDED, S.RETIRED}),
+    S.SUSPECT: frozenset({S.VERIFIED, S.SUSPENDED, S.RETIRED}),
+    S.SUSPENDED: frozenset({S.PENDING, S.RETIRED}),
+    S.RETIRED: frozenset(),
 }
 
 

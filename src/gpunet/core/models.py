@@ -21,6 +21,9 @@ class DeviceStatus(enum.StrEnum):
     VERIFIED = "verified"
     SUSPECT = "suspect"
     SUSPENDED = "suspended"
+    # Taken out of service by its owner (or replaced by a new key): never counts, is
+    # never challenged, cannot authenticate; its history stays public.
+    RETIRED = "retired"
 
 
 class GpuVendor(enum.StrEnum):

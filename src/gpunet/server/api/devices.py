@@ -13,7 +13,7 @@ from gpunet.server.api import schemas as s
 from gpunet.server.api.deps import AnonCtx, OwnerCtx, State, owner, tighter_limit
 from gpunet.server.api.paging import page_of
 from gpunet.server.security.principal import Scope
-from gpunet.server.services import devices, enrollment
+from gpunet.server.services import devices, enrollment, retire
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 ReadCtx = Annotated[OwnerCtx, Depends(owner(Scope.DEVICES_READ))]
@@ -61,6 +61,7 @@ def enroll(body: s.EnrollRequest, ctx: AnonCtx, st: State) -> s.EnrollOut:
             claim=d.hardware,
             claim_json=d.hardware.model_dump_json().encode(),
             proof=unb64u(d.proof),
+            replaces=d.replaces,
         )
         for d in body.devices
     ]
@@ -94,3 +95,9 @@ def update_my_device(
 ) -> s.OwnerDeviceOut:
     changes = body.model_dump(exclude_unset=True)
     return s.OwnerDeviceOut.model_validate(devices.update_by_owner(ctx, device_id, changes))
+
+
+@router.post("/devices/{device_id}/retire", response_model=s.OwnerDeviceOut)
+def retire_my_device(device_id: s.PublicDeviceId, ctx: WriteCtx) -> s.OwnerDeviceOut:
+    """Take a device out of service for good; its history stays public."""
+    return s.OwnerDeviceOut.model_validate(retire.retire_by_owner(ctx, device_id))

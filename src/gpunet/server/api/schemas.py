@@ -102,6 +102,8 @@ class EnrollDevice(Request):
     public_key: B64Key
     hardware: HardwareClaim
     proof: B64Sig
+    # The owner's device whose key was lost: it is retired and this GPU moves here.
+    replaces: PublicDeviceId | None = None
 
 
 class EnrollRequest(Request):

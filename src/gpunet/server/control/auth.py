@@ -124,6 +124,9 @@ def _judge(
         if row.status == DeviceStatus.SUSPENDED.value:
             result.refused.append((device_id, devices.SUSPENDED))
             continue
+        if row.status == DeviceStatus.RETIRED.value:
+            result.refused.append((device_id, devices.RETIRED))
+            continue
         try:
             blocks.check(active, address=None, principal_key=f"device:{device_id}")
             blocks.check(active, address=None, principal_key=f"owner:{row.owner_id}")

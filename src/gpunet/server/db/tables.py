@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -88,6 +89,10 @@ class EnrollmentCode(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+# The rows the one-GPU-one-device indexes cover (the literal is DeviceStatus.RETIRED).
+IN_SERVICE = "status <> 'retired'"
+
+
 class Device(Base):
     """One GPU. `status` changes only in `services.device_status.switch_device_status`."""
 
@@ -95,7 +100,22 @@ class Device(Base):
     __table_args__ = (
         Index("ix_devices_status_model", "status", "model"),
         Index("ix_devices_host", "host_fingerprint"),
-        UniqueConstraint("attestation_ueid", name="uq_devices_attestation_ueid"),
+        # One GPU, one device in service: a retired device keeps its GPU's identity
+        # (its history names it) while a replacement enrolls the same GPU anew.
+        Index(
+            "uq_devices_gpu_uuid_in_service",
+            "gpu_uuid",
+            unique=True,
+            postgresql_where=text(IN_SERVICE),
+            sqlite_where=text(IN_SERVICE),
+        ),
+        Index(
+            "uq_devices_attestation_ueid_in_service",
+            "attestation_ueid",
+            unique=True,
+            postgresql_where=text(IN_SERVICE),
+            sqlite_where=text(IN_SERVICE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -107,7 +127,7 @@ class Device(Base):
     vendor: Mapped[str] = mapped_column(String(16))
     model: Mapped[str] = mapped_column(String(64))
     vram_mib: Mapped[int] = mapped_column(Integer)
-    gpu_uuid: Mapped[str] = mapped_column(String(64), unique=True)
+    gpu_uuid: Mapped[str] = mapped_column(String(64))
     pci_bus_id: Mapped[str] = mapped_column(String(32))
     host_fingerprint: Mapped[str] = mapped_column(String(128))
     # Worker metadata (device-signed updates).

@@ -22,6 +22,12 @@ OWNER_FIELDS = ("label", "region")
 WORKER_FIELDS = ("agent_version", "driver_version", "cuda_version", "os_name")
 # What a suspended device is told on every transport (the control channel's handshake too).
 SUSPENDED = "suspended: this device failed proof of GPU"
+# What a retired device's key holder is told: the key is dead; the GPU comes back only
+# as a new device (`gpunet worker enroll --replace`, or a plain enroll).
+RETIRED = (
+    "retired: this device was retired by its owner; to bring the GPU back, "
+    "run `gpunet worker enroll --code CODE` (or `--replace DEVICE_ID` with a new code)"
+)
 
 
 def calling_device(
@@ -42,11 +48,18 @@ def calling_device(
     device = None if device_pk is None else session.get(Device, device_pk, with_for_update=lock)
     if device is None:
         raise Unauthenticated("unknown device")
-    if device.status == DeviceStatus.SUSPENDED.value:
-        raise Forbidden(SUSPENDED)
+    refused(device.status)
     if touch:
         device.last_seen_at = now
     return device
+
+
+def refused(status: str) -> None:
+    """Forbidden for a device that may do nothing at all: suspended or retired."""
+    if status == DeviceStatus.SUSPENDED.value:
+        raise Forbidden(SUSPENDED)
+    if status == DeviceStatus.RETIRED.value:
+        raise Forbidden(RETIRED)
 
 
 def view(device: Device, fields: Sequence[str]) -> dict[str, Any]:
@@ -155,6 +168,9 @@ def authenticate_request(
     )
     if not signing.verify(signing.load_public_key(device.public_key), auth.signature, msg):
         raise Unauthenticated("invalid device signature")
+    # A retired key authenticates nothing, on any route; only its holder learns why.
+    if device.status == DeviceStatus.RETIRED.value:
+        raise Forbidden(RETIRED)
     try:
         with session.begin_nested():
             session.add(

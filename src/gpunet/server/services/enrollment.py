@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gpunet.core import signing
-from gpunet.core.errors import Conflict, InvalidInput, Unauthenticated
+from gpunet.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from gpunet.core.ids import new_public_id
 from gpunet.core.models import DeviceStatus, HardwareClaim
 from gpunet.server.context import Ctx
@@ -25,6 +25,7 @@ from gpunet.server.db.tables import Device, EnrollmentCode
 from gpunet.server.security.principal import Principal, PrincipalKind
 from gpunet.server.security.secrets import digest, same, tag
 from gpunet.server.services import audit
+from gpunet.server.services.retire import retire
 
 CODE_PREFIX = "gpn-enr-"
 _RANDOM_BYTES = 15
@@ -93,6 +94,9 @@ class NewDevice:
     claim: HardwareClaim
     claim_json: bytes  # the exact bytes the device signed over
     proof: bytes  # signature by the new key over `signing.enrollment_message`
+    # The owner's device this one replaces (its keystore was lost): it is retired and its
+    # GPU moves here. The code proves the owner asked for it; nothing else may.
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,9 @@ def _check_batch(code: str, devices: list[NewDevice]) -> None:
         raise InvalidInput("a GPU UUID appears twice in one enrollment")
     if len({d.public_key for d in devices}) != len(devices):
         raise InvalidInput("each device needs its own key")
+    replaced = [d.replaces for d in devices if d.replaces is not None]
+    if len(set(replaced)) != len(replaced):
+        raise InvalidInput("a device is replaced twice in one enrollment")
     if len({d.claim.host_fingerprint for d in devices}) != 1:
         raise InvalidInput("one enrollment code enrolls the GPUs of one host")
     cd = code_digest(code)
@@ -124,14 +131,49 @@ def _check_batch(code: str, devices: list[NewDevice]) -> None:
             raise Unauthenticated(f"proof of key possession failed for {d.claim.gpu_uuid}")
 
 
-def _taken(session: Session, devices: list[NewDevice]) -> None:
+def _taken(session: Session, devices: list[NewDevice], owner_id: int) -> dict[str, Device]:
+    """Refuse GPUs already in service (except the devices being replaced) and reused keys;
+    return the devices to replace, by GPU UUID, locked."""
+    old: dict[str, Device] = {}
+    for d in devices:
+        if d.replaces is None:
+            continue
+        device = session.execute(
+            select(Device)
+            .where(Device.public_id == d.replaces, Device.owner_id == owner_id)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if device is None:
+            # Another owner's device is not even admitted to (as in services.devices.owned).
+            raise NotFound(f"no such device: {d.replaces}")
+        if device.status == DeviceStatus.RETIRED.value:
+            raise Conflict(f"device {d.replaces} is already retired: enroll without --replace")
+        if device.gpu_uuid != d.claim.gpu_uuid:
+            raise Conflict(
+                f"device {d.replaces} is GPU {device.gpu_uuid}, not {d.claim.gpu_uuid}: "
+                "replace it from the host that holds that GPU"
+            )
+        old[device.gpu_uuid] = device
     uuids = [d.claim.gpu_uuid for d in devices]
-    dup = session.execute(select(Device.gpu_uuid).where(Device.gpu_uuid.in_(uuids))).first()
-    if dup:
-        raise Conflict(f"GPU {dup[0]} is already enrolled as another device")
+    for uuid, public_id, holder in session.execute(
+        select(Device.gpu_uuid, Device.public_id, Device.owner_id).where(
+            Device.gpu_uuid.in_(uuids), Device.status != DeviceStatus.RETIRED.value
+        )
+    ):
+        if uuid in old:
+            continue
+        if holder != owner_id:
+            raise Conflict(f"GPU {uuid} is already enrolled as another device")
+        # The owner's own device: most likely its keystore was lost. Say how to recover.
+        raise Conflict(
+            f"GPU {uuid} is already enrolled as {public_id}; if this host lost its keys, "
+            f"run `gpunet worker enroll --code CODE --replace {public_id}` "
+            f"(or retire it first: `gpunet devices retire {public_id}`)"
+        )
     keys = [d.public_key for d in devices]
     if session.execute(select(Device.id).where(Device.public_key.in_(keys))).first():
         raise Conflict("a device key is already in use")
+    return old
 
 
 def enroll(ctx: Ctx, key: bytes, *, code: str, devices: list[NewDevice]) -> list[Enrolled]:
@@ -145,7 +187,7 @@ def enroll(ctx: Ctx, key: bytes, *, code: str, devices: list[NewDevice]) -> list
         raise Unauthenticated("invalid or expired enrollment code")
     if len(devices) > row.max_devices:
         raise InvalidInput(f"this code enrolls at most {row.max_devices} devices")
-    _taken(ctx.session, devices)
+    replaced = _taken(ctx.session, devices, row.owner_id)
     pending = ctx.session.execute(
         select(func.count())
         .select_from(Device)
@@ -162,8 +204,22 @@ def enroll(ctx: Ctx, key: bytes, *, code: str, devices: list[NewDevice]) -> list
     out: list[Enrolled] = []
     for d in devices:
         c = d.claim
+        public_id = new_public_id("dev")
+        previous = replaced.get(c.gpu_uuid)
+        if previous is not None:
+            # Retired first: the GPU may be in service as one device only (the unique
+            # index on in-service GPUs enforces it), and the old one stops counting now,
+            # the instant the new one starts from pending.
+            retire(
+                ctx.session,
+                previous,
+                reason=f"replaced by {public_id} (new key, proved with a fresh code)",
+                actor=actor,
+                now=ctx.now,
+            )
+            ctx.session.flush()
         device = Device(
-            public_id=new_public_id("dev"),
+            public_id=public_id,
             owner_id=row.owner_id,
             status=DeviceStatus.PENDING.value,
             public_key=d.public_key,
@@ -197,5 +253,28 @@ def enroll(ctx: Ctx, key: bytes, *, code: str, devices: list[NewDevice]) -> list
             now=ctx.now,
             address=ctx.address,
         )
+        if previous is not None:
+            # The GPU's identity moves from the old key and device to the new ones.
+            audit.append(
+                ctx.session,
+                actor=actor,
+                action="device.replace",
+                entity_kind="device",
+                entity_id=previous.public_id,
+                before={
+                    "device_id": previous.public_id,
+                    "public_key": previous.public_key,
+                    "gpu_uuid": previous.gpu_uuid,
+                    "pci_bus_id": previous.pci_bus_id,
+                },
+                after={
+                    "device_id": device.public_id,
+                    "public_key": device.public_key,
+                    "gpu_uuid": c.gpu_uuid,
+                    "pci_bus_id": c.pci_bus_id,
+                },
+                now=ctx.now,
+                address=ctx.address,
+            )
         out.append(Enrolled(c.gpu_uuid, device.public_id, DeviceStatus.PENDING))
     return out

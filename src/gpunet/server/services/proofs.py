@@ -359,7 +359,11 @@ def accept_commitment(
 
 def _check_attestation(session: Session, device: Device, ueid: str) -> Verdict:
     holder = session.execute(
-        select(Device.id).where(Device.attestation_ueid == ueid, Device.id != device.id)
+        select(Device.id).where(
+            Device.attestation_ueid == ueid,
+            Device.id != device.id,
+            Device.status != DeviceStatus.RETIRED.value,  # a replaced device's old self
+        )
     ).first()
     if holder is not None:
         return Failure(FailureReason.DUPLICATE_DEVICE, "this GPU attested for another device")
@@ -367,10 +371,15 @@ def _check_attestation(session: Session, device: Device, ueid: str) -> Verdict:
 
 
 def _enrolled_elsewhere(session: Session, device: Device, hardware: HardwareReport) -> set[str]:
-    """UUIDs in this report that belong to other enrolled devices (of anyone, anywhere)."""
+    """UUIDs in this report that belong to other devices in service (of anyone, anywhere);
+    a retired device no longer holds its GPU."""
     uuids = {g.gpu_uuid for g in hardware.devices}
     rows = session.execute(
-        select(Device.gpu_uuid).where(Device.gpu_uuid.in_(uuids), Device.id != device.id)
+        select(Device.gpu_uuid).where(
+            Device.gpu_uuid.in_(uuids),
+            Device.id != device.id,
+            Device.status != DeviceStatus.RETIRED.value,
+        )
     ).scalars()
     return set(rows)
 
@@ -471,6 +480,8 @@ def apply_verdict(
     """
     actor = Principal.system("proof-of-gpu")
     status = DeviceStatus(device.status)
+    if status is DeviceStatus.RETIRED:
+        return  # out of service for good: a late verdict changes nothing (services.retire)
     if isinstance(verdict, Success):
         device.last_pass_at = now
         if rollcall or status is DeviceStatus.PENDING:
