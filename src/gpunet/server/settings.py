@@ -62,10 +62,10 @@ class Settings(BaseSettings):
     surge_global_writes: int = Field(5000, ge=1)
     alert_webhook_url: str | None = None
 
-    # /metrics (docs/operations.md): with a token, only `Authorization: Bearer <token>`
-    # may scrape it; without one it is open where `metrics_public` says (None: open in
-    # development only, so a production coordinator does not show its traffic to all).
+    # /metrics (docs/operations.md): when set, only `Authorization: Bearer <token>` reads it.
     metrics_token: SecretStr | None = None
+    # Without a token, whether anyone may read /metrics (403 otherwise). Unset: open in
+    # development only, so a production coordinator shows its traffic to no one by default.
     metrics_public: bool | None = None
 
     # Proof of GPU: the catalog of models and budgets (a JSON file; unset = the one
