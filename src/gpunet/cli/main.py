@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from gpunet import __version__
-from gpunet.cli import admin, dev, incidents, rewards, server, worker
+from gpunet.cli import admin, codes, dev, devices, incidents, rewards, server, worker
 from gpunet.cli.calibrate import calibrate
+from gpunet.cli.login import login
 
 
 @click.group()
@@ -29,3 +30,7 @@ cli.add_command(rewards.rewards)
 admin.admin.add_command(incidents.incident)
 cli.add_command(worker.worker)
 cli.add_command(dev.dev)
+# Owner commands: they talk to a coordinator over HTTP with the owner's own tokens.
+cli.add_command(login)
+cli.add_command(devices.devices)
+cli.add_command(codes.codes)
