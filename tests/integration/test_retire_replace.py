@@ -8,10 +8,19 @@ the GPU to a new key and device with an audit record, and the GPU never counts t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import click
+import pytest
 from sqlalchemy import func, select
 
+from gpunet.agent.client import CoordinatorError, WorkerClient
+from gpunet.agent.discovery import fake_gpu
+from gpunet.agent.enroll import enroll_host
+from gpunet.agent.keystore import Keystore
+from gpunet.cli.worker import _replacements
+from gpunet.core.clock import unix
 from gpunet.core.models import DeviceStatus
 from gpunet.server.db.tables import AuditRecord, Challenge, Device
 from gpunet.server.services import proof_schedule
@@ -236,3 +245,41 @@ def test_hostile_retire_and_replace_input_is_refused(net: Net) -> None:
     assert 400 <= net.client.post("/api/v1/enroll", json=body).status_code < 500
     assert net.client.post(f"/api/v1/devices/{dev.device_id}/retire").status_code == 401
     assert _row(net, dev.device_id).status == "pending"
+
+
+def test_the_agent_replaces_a_device_after_losing_its_keystore(net: Net, tmp_path: Path) -> None:
+    """`gpunet worker enroll --replace`: what the agent sends after GPUNET_HOME was lost."""
+    owner = net.register()
+    gpu = fake_gpu(7)
+    lost = Keystore(tmp_path / "lost" / "keys")
+    [(uuid, old_id)] = enroll_host(
+        net.client, lost, code=net.code(owner), gpus=[gpu], coordinator_url="http://c"
+    ).enrolled
+    fresh = Keystore(tmp_path / "fresh" / "keys")
+    with pytest.raises(CoordinatorError) as refused:
+        enroll_host(net.client, fresh, code=net.code(owner), gpus=[gpu], coordinator_url="http://c")
+    assert refused.value.status == 409 and f"--replace {old_id}" in str(refused.value)
+    result = enroll_host(
+        net.client,
+        fresh,
+        code=net.code(owner),
+        gpus=[gpu],
+        coordinator_url="http://c",
+        replaces=_replacements((old_id,), [uuid]),
+    )
+    [(moved, new_id)] = result.enrolled
+    assert moved == uuid and new_id != old_id
+    clock = lambda: unix(net.clock.now())  # noqa: E731
+    assert WorkerClient(net.client, fresh.signer(uuid), clock=clock).whoami()["device_id"] == new_id
+    with pytest.raises(CoordinatorError) as dead:
+        WorkerClient(net.client, lost.signer(uuid), clock=clock).whoami()
+    assert dead.value.status == 403 and "retired" in str(dead.value)
+
+
+def test_replace_flag_names_the_gpu_on_a_many_gpu_host() -> None:
+    assert _replacements(("dev_a",), ["GPU-1"]) == {"GPU-1": "dev_a"}
+    assert _replacements(("GPU-2=dev_b",), ["GPU-1", "GPU-2"]) == {"GPU-2": "dev_b"}
+    with pytest.raises(click.BadParameter, match="say which GPU"):
+        _replacements(("dev_a",), ["GPU-1", "GPU-2"])
+    with pytest.raises(click.BadParameter, match="no GPU GPU-9"):
+        _replacements(("GPU-9=dev_a",), ["GPU-1"])

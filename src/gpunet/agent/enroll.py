@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -31,7 +31,11 @@ def enroll_host(
     gpus: Sequence[DiscoveredGpu],
     coordinator_url: str,
     progress: Callable[[str], None] = lambda _: None,
+    replaces: Mapping[str, str] | None = None,
 ) -> EnrollResult:
+    """`replaces` maps a GPU UUID to the owner's device it takes over (its keys were
+    lost): the coordinator retires that device and moves the GPU to the new key."""
+    replaces = replaces or {}
     already = []
     todo = []
     for gpu in gpus:
@@ -58,9 +62,15 @@ def enroll_host(
         proof = key.sign(
             signing.enrollment_message(code_digest=digest, public_key=public, claim_json=claim_json)
         )
-        devices.append(
-            {"public_key": public, "hardware": json.loads(claim_json), "proof": signing.b64u(proof)}
-        )
+        entry = {
+            "public_key": public,
+            "hardware": json.loads(claim_json),
+            "proof": signing.b64u(proof),
+        }
+        if gpu.gpu_uuid in replaces:
+            entry["replaces"] = replaces[gpu.gpu_uuid]
+            progress(f"{gpu.gpu_uuid} replaces {replaces[gpu.gpu_uuid]} (retired on success)")
+        devices.append(entry)
     progress(f"enrolling {len(devices)} device(s) with {coordinator_url} ...")
     response = http.post("/api/v1/enroll", json={"code": code, "devices": devices})
     if response.status_code != 201:

@@ -53,7 +53,17 @@ def worker() -> None:
     help="with no GPU, enroll this many cpu-dev devices (local networks only)",
 )
 @click.option("--home", type=click.Path(file_okay=False), help="default: $GPUNET_HOME")
-def enroll(code: str, coordinator: str, cpu_dev: int, home: str | None) -> None:
+@click.option(
+    "--replace",
+    "replace",
+    multiple=True,
+    metavar="[GPU_UUID=]DEVICE_ID",
+    help="this host lost its keys: the GPU takes over DEVICE_ID with a new key (the old "
+    "device is retired); name the GPU when the host has several",
+)
+def enroll(
+    code: str, coordinator: str, cpu_dev: int, home: str | None, replace: tuple[str, ...]
+) -> None:
     """Make a key for each GPU found here and enroll them with CODE."""
     import httpx
 
@@ -68,6 +78,7 @@ def enroll(code: str, coordinator: str, cpu_dev: int, home: str | None) -> None:
         f"found {len(found.gpus)} device(s): "
         + ", ".join(f"{g.claim.model} ({g.claim.vram_mib} MiB)" for g in found.gpus)
     )
+    replaces = _replacements(replace, [g.gpu_uuid for g in found.gpus])
     try:
         with httpx.Client(base_url=coordinator, timeout=30.0) as http:
             result = enroll_host(
@@ -77,6 +88,7 @@ def enroll(code: str, coordinator: str, cpu_dev: int, home: str | None) -> None:
                 gpus=found.gpus,
                 coordinator_url=coordinator,
                 progress=click.echo,
+                replaces=replaces,
             )
     except CoordinatorError as exc:
         raise click.ClickException(f"enrollment refused: {exc}") from exc
@@ -92,6 +104,25 @@ def enroll(code: str, coordinator: str, cpu_dev: int, home: str | None) -> None:
     for uuid, device_id in result.already:
         click.echo(f"already enrolled: {uuid} as {device_id}")
     click.echo("next: `gpunet worker run` (or install the systemd unit: `gpunet worker unit`)")
+
+
+def _replacements(values: tuple[str, ...], uuids: list[str]) -> dict[str, str]:
+    """--replace values as {GPU UUID: device id}; a bare device id needs a one-GPU host."""
+    out: dict[str, str] = {}
+    for value in values:
+        uuid, _, device_id = value.rpartition("=")
+        if not uuid:
+            if len(uuids) != 1:
+                raise click.BadParameter(
+                    f"this host has {len(uuids)} devices: say which GPU replaces {device_id} "
+                    "(GPU_UUID=DEVICE_ID)",
+                    param_hint="--replace",
+                )
+            uuid = uuids[0]
+        if uuid not in uuids:
+            raise click.BadParameter(f"no GPU {uuid} on this host", param_hint="--replace")
+        out[uuid] = device_id
+    return out
 
 
 def _control_endpoints(control: str | None, config: Any) -> list[tuple[str, int]]:
