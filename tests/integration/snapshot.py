@@ -21,7 +21,10 @@ from gpunet.server.db.engine import Database
 # - device_nonces: the replay guard remembers each nonce of a correctly signed device
 #   request; it records that a signature was seen, not any state of the network, and
 #   it is pruned after the signature window.
-VOLATILE = frozenset({"rate_counters", "device_nonces"})
+# - login_throttle: a wrong password is refused (401) and yet counted against its
+#   account, for the same reason as rate_counters: a guess that left no trace could be
+#   repeated without end (services.login_throttle).
+VOLATILE = frozenset({"rate_counters", "device_nonces", "login_throttle"})
 
 Row = tuple[Any, ...]
 Snapshot = dict[str, dict[Row, dict[str, Any]]]

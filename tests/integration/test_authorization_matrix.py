@@ -14,6 +14,7 @@ app without a row here.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from gpunet.core import signing
 from gpunet.core.clock import unix
 from gpunet.core.pog import HardwareReport, OpeningRequest, ReportedGpu
 from gpunet.core.pog.wire import CONTENT_TYPE, encode_openings
-from gpunet.server.db.tables import AuthSession, Device, Owner
+from gpunet.server.db.tables import AuthSession, Device, LoginThrottle, Owner
+from gpunet.server.security.secrets import digest
 from gpunet.server.services import proof_schedule
 from tests.integration.conftest import DeviceHandle, Net, OwnerHandle, hardware
 from tests.integration.snapshot import Snapshot, TableDiff, describe, diff, snapshot
@@ -457,6 +459,7 @@ BODY_CREDENTIAL_ROUTES = (
     ("POST", "/api/v1/accounts"),
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/unlock"),
     ("POST", "/api/v1/enroll"),
 )
 
@@ -480,6 +483,28 @@ def _token(email: str, password: str) -> Callable[[World], Any]:
 
 def _refresh(token: Callable[[World], str]) -> Callable[[World], Any]:
     return lambda w: w.net.client.post("/api/v1/auth/refresh", json={"refresh_token": token(w)})
+
+
+def _unlock(token: Callable[[World], str]) -> Callable[[World], Any]:
+    return lambda w: w.net.client.post("/api/v1/auth/unlock", json={"token": token(w)})
+
+
+def _locked_a(w: World) -> str:
+    """A locked as by many wrong passwords, with an unlock token the test knows."""
+    token = "gpn_ul_" + "T" * 43
+    now = w.net.clock.now()
+    with w.net.database.transaction() as s:
+        s.add(
+            LoginThrottle(
+                owner_id=w.a_id,
+                failures=20,
+                last_failure_at=now,
+                locked_at=now,
+                unlock_hash=digest(token),
+                unlock_expires_at=now + dt.timedelta(days=1),
+            )
+        )
+    return token
 
 
 def _revoked_refresh(w: World) -> str:
@@ -559,6 +584,12 @@ BODY_CASES: dict[str, BodyCase] = {
     ),
     "refresh-made_up": BodyCase(lambda w: _refresh(lambda _w: "gpn_rt_" + "A" * 43), 401),
     "refresh-access_token": BodyCase(lambda w: _refresh(lambda w: w.a.token), (401, 422)),
+    # The token names the account: it unlocks A and touches only A's rows.
+    "unlock-a_token-ok": BodyCase(
+        lambda w: (lambda t: _unlock(lambda _w: t))(_locked_a(w)), 204, "a"
+    ),
+    "unlock-made_up": BodyCase(lambda w: _unlock(lambda _w: "gpn_ul_" + "A" * 43), 401),
+    "unlock-refresh_token_of_a": BodyCase(lambda w: _unlock(lambda w: w.a.refresh_token), 401),
     "enroll-code_of_a-ok": BodyCase(lambda w: _enroll(lambda w: w.net.code(w.a)), 201, "a"),
     # The code decides the owner: a bearer token of B on the request changes nothing.
     "enroll-code_of_a_with_b_token-ok": BodyCase(

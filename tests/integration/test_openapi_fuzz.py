@@ -44,7 +44,7 @@ CHECKS = [
 SESSION_ENDING = {"/api/v1/auth/logout", "/api/v1/auth/revoke-all", "/api/v1/account/password"}
 # The credential is in the body (a refresh token, an enrollment code): random ones are
 # rightly refused, so these cannot be expected to get past authentication.
-BODY_CREDENTIAL = {"/api/v1/auth/refresh", "/api/v1/enroll"}
+BODY_CREDENTIAL = {"/api/v1/auth/refresh", "/api/v1/auth/unlock", "/api/v1/enroll"}
 
 
 

@@ -36,7 +36,7 @@ def operator() -> Any:
 
 @click.group()
 def admin() -> None:
-    """Operator tools: audit, revert, alerts, blocks."""
+    """Operator tools: audit, revert, alerts, blocks, account unlock."""
 
 
 @admin.group()
@@ -194,6 +194,29 @@ def unblock(block_id: int) -> None:
     with db.transaction() as session:
         row = blocks.lift(session, block_id=block_id, actor=operator(), now=SystemClock().now())
         click.echo(f"lifted block {row.id}: {row.kind} {row.value}")
+
+
+@admin.command()
+@click.argument("account")
+@friendly_errors
+def unlock(account: str) -> None:
+    """Clear ACCOUNT's failed sign-ins and lock-out (an e-mail or owner:<id>)."""
+    from gpunet.core.clock import SystemClock
+    from gpunet.server.db.tables import Owner
+    from gpunet.server.services import login_throttle
+
+    db = open_database(load_settings())
+    with db.transaction() as session:
+        target = resolve_actor(session, account)
+        if target.kind.value != "owner" or session.get(Owner, target.owner_id) is None:
+            raise click.BadParameter(f"no account {account}")
+        cleared = login_throttle.unlock_by_operator(
+            session, target.owner_id, operator(), SystemClock().now()
+        )
+    if cleared:
+        click.echo(f"unlocked {target.key}: failed sign-ins cleared")
+    else:
+        click.echo(f"{target.key} had no failed sign-ins to clear")
 
 
 @admin.command("blocks")

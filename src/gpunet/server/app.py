@@ -46,6 +46,7 @@ from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.secrets import derive_key
 from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services.attestation import AttestationVerifier, NoAttestation
+from gpunet.server.services.mailer import LogMailer, Mailer, OutboxMailer
 from gpunet.server.services.proofs import ProofPolicy
 from gpunet.server.services.ratelimit import Counters, DatabaseCounters, RedisCounters
 from gpunet.server.services.reward_config import load_config
@@ -160,7 +161,16 @@ def build_state(
         counters_factory=_counters_factory(settings),
         uptime=UptimeRecorder(reward_config.schedule.clock),
         rewards=reward_config,
+        mailer=_mailer(settings),
     )
+
+
+def _mailer(settings: Settings) -> Mailer:
+    # No mail server ships with the coordinator: in development unlock tokens land in
+    # files a developer can open; elsewhere only the fact that mail was due is logged.
+    if settings.development:
+        return OutboxMailer(settings.data_dir / "outbox")
+    return LogMailer()
 
 
 def _oidc(settings: Settings) -> OidcVerifier | None:

@@ -56,6 +56,22 @@ class Settings(BaseSettings):
     address_logins_per_window: int = Field(30, ge=1)
     redis_url: str | None = None
 
+    # Per-account sign-in throttle (docs/accounts.md): wrong passwords for one account,
+    # from any address, before an address the owner never used waits 2, 4, 8 ... s.
+    login_backoff_after: int = Field(5, ge=1, le=1000)
+    # Per-account sign-in throttle: the longest such wait.
+    login_backoff_max_s: int = Field(900, ge=1, le=86400)
+    # Per-account sign-in throttle: wrong passwords that lock the account and e-mail its
+    # owner a one-time unlock token.
+    login_lockout_after: int = Field(20, ge=2, le=10_000)
+    # Per-account sign-in throttle: how long a locked account makes unknown addresses wait.
+    login_lockout_s: int = Field(3600, ge=1, le=7 * 86400)
+    # Per-account sign-in throttle: how long the e-mailed unlock token stays valid.
+    login_unlock_ttl_s: int = Field(86400, ge=300, le=30 * 86400)
+    # Per-account sign-in throttle: an address (IPv6: its /64) that signed in with the
+    # right password stays known, and never waits, this many days.
+    login_known_address_days: int = Field(180, ge=1, le=3650)
+
     # Write-surge detection: alert when one principal or the whole network writes more
     # than this many device/account changes within one rate window.
     surge_principal_writes: int = Field(60, ge=1)
@@ -128,6 +144,8 @@ class Settings(BaseSettings):
             raise ValueError("GPUNET_ARGON2_MEMORY_KIB must be at least 19456 in production")
         if self.rewards_settle_s < self.uptime_flush_s:
             raise ValueError("GPUNET_REWARDS_SETTLE_S must be at least GPUNET_UPTIME_FLUSH_S")
+        if self.login_lockout_after <= self.login_backoff_after:
+            raise ValueError("GPUNET_LOGIN_LOCKOUT_AFTER must exceed GPUNET_LOGIN_BACKOFF_AFTER")
         if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
             raise ValueError("GPUNET_OIDC_ISSUER and GPUNET_OIDC_JWKS_URL go together")
         return self

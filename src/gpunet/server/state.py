@@ -8,7 +8,7 @@ forbids `server.control` to import `server.api`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services import ratelimit
 from gpunet.server.services.attestation import AttestationVerifier
+from gpunet.server.services.mailer import LogMailer, Mailer
 from gpunet.server.services.proofs import ProofPolicy
 from gpunet.server.services.reward_config import RewardConfig
 from gpunet.server.services.uptime import UptimeRecorder
@@ -47,6 +48,8 @@ class AppState:
     proof_policy: ProofPolicy
     uptime: UptimeRecorder  # this replica's heartbeat buffer (services.uptime)
     rewards: RewardConfig  # schedule, incident policy and weights in force
+    # Mail to owners (unlock tokens); the app factory picks one, tests swap in a fake.
+    mailer: Mailer = field(default_factory=LogMailer)
     # The control channel's HOST:PORT as agents should dial it (told at enrollment).
     control_address: str | None = None
 

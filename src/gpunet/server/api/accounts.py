@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from gpunet.server.api import schemas as s
 from gpunet.server.api.deps import AnonCtx, OwnerCtx, State, owner, tighter_limit
 from gpunet.server.security.principal import Scope
-from gpunet.server.services import accounts
+from gpunet.server.services import accounts, login_throttle
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 AccountCtx = Annotated[OwnerCtx, Depends(owner(Scope.ACCOUNT))]
@@ -44,9 +44,21 @@ def token(body: s.TokenRequest, ctx: AnonCtx, st: State) -> s.TokenOut:
     scopes = frozenset(body.scopes) if body.scopes else None
     return _tokens(
         accounts.login(
-            ctx, st.tokens, st.passwords, email=body.email, password=body.password, scopes=scopes
+            ctx,
+            st.tokens,
+            st.passwords,
+            email=body.email,
+            password=body.password,
+            scopes=scopes,
+            mailer=st.mailer,
         )
     )
+
+
+@router.post("/auth/unlock", status_code=204, dependencies=[Depends(tighter_limit("login"))])
+def unlock(body: s.UnlockRequest, ctx: AnonCtx) -> None:
+    """Redeem the one-time token e-mailed when the account was locked."""
+    login_throttle.unlock_with_token(ctx, body.token)
 
 
 @router.post(

@@ -96,8 +96,10 @@ def guard(request: Request, st: State, address: Address) -> None:
         _load_blocks(request, session)
         blocks.check(request.state.gpunet_blocks, address=address, principal_key=None)
         counters = st.counters_factory(session)
+        # IPv6 callers are counted per /64: one subscriber holds all of it.
+        counted = ratelimit.address_key(address)
         for key, limit in limits:
-            ratelimit.enforce(counters, f"{key}:{address}", limit, now, s.rate_window_s)
+            ratelimit.enforce(counters, f"{key}:{counted}", limit, now, s.rate_window_s)
 
 
 def db_session(st: State, _: Annotated[None, Depends(guard)]) -> Iterator[Session]:

@@ -77,6 +77,11 @@ class RefreshRequest(Request):
     refresh_token: Annotated[str, StringConstraints(min_length=10, max_length=128)]
 
 
+class UnlockRequest(Request):
+    # The one-time token e-mailed when an account is locked (services.login_throttle).
+    token: Annotated[str, StringConstraints(min_length=10, max_length=128)]
+
+
 class TokenOut(BaseModel):
     access_token: str
     refresh_token: str

@@ -75,6 +75,40 @@ class AuthSession(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class LoginThrottle(Base):
+    """Failed password sign-ins against one account (services.login_throttle).
+
+    One row per account that has failed at least once; every replica reads and bumps
+    the same row, so the back-off holds however many replicas an attacker spreads over.
+    `failures` counts since the last success or unlock.
+    """
+
+    __tablename__ = "login_throttle"
+
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("owners.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    locked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The e-mailed one-time unlock token, kept only as its digest.
+    unlock_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    unlock_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginAddress(Base):
+    """An address (an IPv6 /64) that signed in to an account with its password, or
+    redeemed its unlock token: it is never held back by that account's back-off."""
+
+    __tablename__ = "login_addresses"
+
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("owners.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    address_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_success_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class EnrollmentCode(Base):
     """A one-time, short-lived code an owner hands to the agent on one host."""
 

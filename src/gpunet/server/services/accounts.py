@@ -17,7 +17,8 @@ from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.principal import ALL_SCOPES, Principal, PrincipalKind, Scope
 from gpunet.server.security.secrets import digest, random_token
 from gpunet.server.security.tokens import AccessTokens
-from gpunet.server.services import audit, writes
+from gpunet.server.services import audit, login_throttle, writes
+from gpunet.server.services.mailer import Mailer
 
 REFRESH_PREFIX = "gpn_rt_"
 
@@ -110,15 +111,26 @@ def login(
     email: str,
     password: str,
     scopes: frozenset[Scope] | None,
+    mailer: Mailer,
 ) -> TokenPair:
     owner = ctx.session.execute(
         select(Owner).where(Owner.email == email.lower())
     ).scalar_one_or_none()
+    policy = login_throttle.Policy.from_settings(ctx.settings)
+    if owner is not None and owner.password_hash is not None:
+        # Per-account back-off first: a held-back attempt never reaches the password
+        # check, so it can neither succeed nor be counted (login_throttle says why).
+        login_throttle.check(ctx, owner.id, policy)
     if not passwords.verify(owner.password_hash if owner else None, password):
+        if owner is not None and owner.password_hash is not None:
+            login_throttle.record_failure(ctx, owner, policy, mailer)
+            # The refusal below rolls the request back; the count must survive it.
+            ctx.session.info["gpunet_commit_despite_error"] = True
         raise Unauthenticated("wrong e-mail or password")
     assert owner is not None
     if owner.disabled_at is not None:
         raise Unauthenticated("wrong e-mail or password")
+    login_throttle.record_success(ctx, owner.id)
     granted = scopes if scopes else ALL_SCOPES
     auth, refresh = _new_session(
         ctx.session, owner, granted, ctx.now, ctx.settings.refresh_token_ttl_s

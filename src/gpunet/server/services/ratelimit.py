@@ -7,6 +7,7 @@ agree on which window a request falls in without talking to each other.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from typing import Protocol
 
 from sqlalchemy import delete, text
@@ -14,6 +15,31 @@ from sqlalchemy.orm import Session
 
 from gpunet.core.errors import RateLimited
 from gpunet.server.db.tables import RateCounter
+
+# One IPv6 subscriber is routinely handed a whole /64 (SLAAC, privacy addresses), so
+# one attacker can rotate through 2^64 addresses at no cost: per-address limits and
+# "has this address signed in before" both count the /64 as one address.
+IPV6_PREFIX = 64
+
+
+def address_key(address: str | None) -> str | None:
+    """The address as limits count it: an IPv4 address, or the /64 an IPv6 one is in.
+
+    An IPv4-mapped IPv6 address (::ffff:a.b.c.d, from dual-stack listeners) counts as
+    its IPv4 address. Anything that is not an IP address (a test client's name, a
+    Unix socket peer) is its own key, unchanged.
+    """
+    if address is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 def window_start(now: dt.datetime, window_s: int) -> int:
