@@ -17,6 +17,7 @@ from gpunet.server.app import create_app
 from gpunet.server.db import migrate
 from gpunet.server.db.engine import Database
 from gpunet.server.db.tables import AuditRecord, Block, Device, RateCounter
+from gpunet.server.services.ratelimit import address_key
 from gpunet.server.settings import Settings
 from tests.integration.conftest import Net, hardware, make_settings
 
@@ -257,9 +258,10 @@ def test_redis_counters_are_shared_by_replicas(net: Net) -> None:
     if not url:
         pytest.fail("GPUNET_TEST_REDIS_URL is not set: run the suite with `make test`")
     owner = net.register()
-    # A fresh key space per run (the counter keys include the address), so parallel
-    # and repeated runs against one Redis never meet.
-    address = f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    # A fresh key space per run (the counter keys include the address, and an IPv6
+    # address counts by its /64), so parallel and repeated runs against one Redis
+    # never meet.
+    address = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"
     limited = {"redis_url": url, "address_enrollments_per_window": 4, "rate_window_s": 3600}
     with client_from(net, address, **limited) as one, client_from(net, address, **limited) as two:
         bad, _ = Net.enroll_body(net.code(owner, 1), [hardware()])
@@ -270,7 +272,8 @@ def test_redis_counters_are_shared_by_replicas(net: Net) -> None:
     assert statuses == [401, 401, 401, 401, 429]
     with net.database.read() as s:
         keys = s.execute(select(RateCounter.key)).scalars().all()
-    assert not [k for k in keys if address in k]  # counted in Redis, not the database
+    counted = str(address_key(address))
+    assert not [k for k in keys if counted in k]  # counted in Redis, not the database
 
 
 def test_blocking_an_owner_blocks_their_devices_too(net: Net, database_url: str) -> None:
