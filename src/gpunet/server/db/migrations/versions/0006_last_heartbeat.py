@@ -1,12 +1,10 @@
 """devices: the last heartbeat the coordinator received
 
 Revision ID: 0006
-Revises: 0005 (or 0004 where 0005 is absent)
+Revises: 0005
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
@@ -14,9 +12,7 @@ from alembic import op
 from gpunet.server.db.types import UTCDateTime
 
 revision = "0006"
-# 0005 is written beside this one; chain onto it where present, so either order of
-# arrival keeps one line of revisions.
-down_revision = max(p.name[:4] for p in Path(__file__).parent.glob("000[4-5]_*.py"))
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,21 +1,16 @@
 """retired devices: one GPU may have one device in service and any number retired
 
 Revision ID: 0007
-Revises: 0006 (or the newest of 0004-0006 present)
+Revises: 0006
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-# 0005 and 0006 were written at the same time as this one, by others: follow the newest
-# of them that exists, so that no order of landing leaves two heads. Once both are in,
-# this may become the literal "0006".
-down_revision = max(p.name[:4] for p in Path(__file__).parent.glob("000[4-6]_*.py"))
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
