@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+import yaml
 from click.testing import CliRunner
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -22,6 +24,7 @@ from gpunet.server.api import schemas
 from gpunet.server.api.explorer import CACHE
 from gpunet.server.app import create_app
 from gpunet.server.db.engine import Database
+from gpunet.server.metrics import Metrics
 from gpunet.server.middleware import MAX_BODY_BYTES
 from gpunet.server.services import explorer as explorer_service
 from tests.integration.conftest import Net, hardware, make_settings
@@ -283,3 +286,15 @@ def test_a_chunked_body_over_the_limit_gets_the_413_shape(net: Net, path: str) -
         path, content=_chunks(MAX_BODY_BYTES), headers={"content-type": "application/json"}
     )
     assert ok.status_code == 422, ok.text
+
+
+def test_the_shipped_alert_rules_watch_the_metric_the_middleware_writes() -> None:
+    rules_file = Path(__file__).resolve().parents[2] / "deploy/prometheus/gpunet-alerts.yml"
+    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    rules = {r["alert"]: r for g in groups for r in g["rules"]}
+    assert {"GpunetInternalError", "GpunetServerErrorRate"} <= set(rules)
+    for name in ("GpunetInternalError", "GpunetServerErrorRate"):
+        expr = rules[name]["expr"]
+        assert "gpunet_requests_total" in expr and "status" in expr, expr
+    # The labels the rules group and filter by are the counter's.
+    assert Metrics().requests._labelnames == ("endpoint", "method", "status", "principal")
