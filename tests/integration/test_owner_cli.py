@@ -81,7 +81,10 @@ def test_login_codes_devices_retire(live: str, tmp_path: Path) -> None:
     code, out = _run(["devices", "retire", device_id, "--yes"], creds)
     assert code == 0 and f"retired {device_id}" in out, out
     renewed = json.loads(creds.read_text())
-    assert renewed["access_token"] not in ("expired", stale["access_token"])
+    # Renewed: the refresh token rotates (an access token minted in the same second
+    # as the last one can be byte-identical to it, so that is not the test).
+    assert renewed["access_token"] != "expired"
+    assert renewed["refresh_token"] != stale["refresh_token"]
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
     code, out = _run(["devices", "show", device_id], creds)
     assert json.loads(out)["status"] == "retired"

@@ -13,9 +13,15 @@ from click.testing import CliRunner
 from gpunet.cli.main import cli
 
 
-def _env(tmp_path: Path, **more: str) -> dict[str, str]:
-    # A private XDG_CONFIG_HOME: the developer's own config file must not leak in.
-    return {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), **more}
+def _env(tmp_path: Path, **more: str) -> dict[str, str | None]:
+    # A private XDG_CONFIG_HOME: the developer's own config file must not leak in; nor
+    # must the database URL `make` exports for the suite (None unsets it for the run).
+    base: dict[str, str | None] = {
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "GPUNET_DATABASE_URL": None,
+        "GPUNET_CONFIG": None,
+    }
+    return {**base, **more}
 
 
 def _one_line_error(output: str) -> str:
