@@ -177,35 +177,14 @@ def _taken(session: Session, devices: list[NewDevice], owner_id: int) -> dict[st
 
 
 def enroll(ctx: Ctx, key: bytes, *, code: str, devices: list[NewDevice]) -> list[Enrolled]:
-    if not code_is_well_formed(key, code):
-        raise Unauthenticated("invalid or expired enrollment code")
-    _check_batch(code, devices)
-    row = ctx.session.execute(
-        select(EnrollmentCode).where(EnrollmentCode.code_hash == digest(code)).with_for_update()
-    ).scalar_one_or_none()
-    if row is None or row.used_at is not None or row.expires_at <= ctx.now:
-        raise Unauthenticated("invalid or expired enrollment code")
-    if len(devices) > row.max_devices:
-        raise InvalidInput(f"this code enrolls at most {row.max_devices} devices")
+    row = _redeem(ctx, key, code, devices)
     replaced = _taken(ctx.session, devices, row.owner_id)
-    pending = ctx.session.execute(
-        select(func.count())
-        .select_from(Device)
-        .where(Device.owner_id == row.owner_id, Device.status == DeviceStatus.PENDING.value)
-    ).scalar_one()
-    if pending + len(devices) > MAX_PENDING_PER_OWNER:
-        raise Conflict(
-            f"an owner may have at most {MAX_PENDING_PER_OWNER} pending devices; "
-            "let some verify first"
-        )
-    row.used_at = ctx.now
     # The agent acts for the owner who made the code: that is who the audit names.
     actor = Principal(PrincipalKind.OWNER, str(row.owner_id), owner_id=row.owner_id)
     out: list[Enrolled] = []
     for d in devices:
-        c = d.claim
         public_id = new_public_id("dev")
-        previous = replaced.get(c.gpu_uuid)
+        previous = replaced.get(d.claim.gpu_uuid)
         if previous is not None:
             # Retired first: the GPU may be in service as one device only (the unique
             # index on in-service GPUs enforces it), and the old one stops counting now,
@@ -218,63 +197,103 @@ def enroll(ctx: Ctx, key: bytes, *, code: str, devices: list[NewDevice]) -> list
                 now=ctx.now,
             )
             ctx.session.flush()
-        device = Device(
-            public_id=public_id,
-            owner_id=row.owner_id,
-            status=DeviceStatus.PENDING.value,
-            public_key=d.public_key,
-            vendor=c.vendor.value,
-            model=c.model,
-            vram_mib=c.vram_mib,
-            gpu_uuid=c.gpu_uuid,
-            pci_bus_id=c.pci_bus_id,
-            host_fingerprint=c.host_fingerprint,
-            driver_version=c.driver_version,
-            enrolled_from=ctx.address,
-            created_at=ctx.now,
-            updated_at=ctx.now,
-            status_changed_at=ctx.now,
-        )
-        ctx.session.add(device)
-        ctx.session.flush()
-        audit.append(
-            ctx.session,
-            actor=actor,
-            action="device.enroll",
-            entity_kind="device",
-            entity_id=device.public_id,
-            before=None,
-            after={
-                "model": c.model,
-                "vram_mib": c.vram_mib,
-                "gpu_uuid": c.gpu_uuid,
-                "status": device.status,
-            },
-            now=ctx.now,
-            address=ctx.address,
-        )
+        device = _new_device(ctx, row.owner_id, public_id, d)
+        _audit_enrolled(ctx, actor, device)
         if previous is not None:
-            # The GPU's identity moves from the old key and device to the new ones.
-            audit.append(
-                ctx.session,
-                actor=actor,
-                action="device.replace",
-                entity_kind="device",
-                entity_id=previous.public_id,
-                before={
-                    "device_id": previous.public_id,
-                    "public_key": previous.public_key,
-                    "gpu_uuid": previous.gpu_uuid,
-                    "pci_bus_id": previous.pci_bus_id,
-                },
-                after={
-                    "device_id": device.public_id,
-                    "public_key": device.public_key,
-                    "gpu_uuid": c.gpu_uuid,
-                    "pci_bus_id": c.pci_bus_id,
-                },
-                now=ctx.now,
-                address=ctx.address,
-            )
-        out.append(Enrolled(c.gpu_uuid, device.public_id, DeviceStatus.PENDING))
+            _audit_replaced(ctx, actor, previous, device)
+        out.append(Enrolled(d.claim.gpu_uuid, device.public_id, DeviceStatus.PENDING))
     return out
+
+
+def _redeem(ctx: Ctx, key: bytes, code: str, devices: list[NewDevice]) -> EnrollmentCode:
+    """The code's row, locked and marked used, once every check on the batch passed."""
+    if not code_is_well_formed(key, code):
+        raise Unauthenticated("invalid or expired enrollment code")
+    _check_batch(code, devices)
+    row = ctx.session.execute(
+        select(EnrollmentCode).where(EnrollmentCode.code_hash == digest(code)).with_for_update()
+    ).scalar_one_or_none()
+    if row is None or row.used_at is not None or row.expires_at <= ctx.now:
+        raise Unauthenticated("invalid or expired enrollment code")
+    if len(devices) > row.max_devices:
+        raise InvalidInput(f"this code enrolls at most {row.max_devices} devices")
+    pending = ctx.session.execute(
+        select(func.count())
+        .select_from(Device)
+        .where(Device.owner_id == row.owner_id, Device.status == DeviceStatus.PENDING.value)
+    ).scalar_one()
+    if pending + len(devices) > MAX_PENDING_PER_OWNER:
+        raise Conflict(
+            f"an owner may have at most {MAX_PENDING_PER_OWNER} pending devices; "
+            "let some verify first"
+        )
+    row.used_at = ctx.now
+    return row
+
+
+def _new_device(ctx: Ctx, owner_id: int, public_id: str, d: NewDevice) -> Device:
+    c = d.claim
+    device = Device(
+        public_id=public_id,
+        owner_id=owner_id,
+        status=DeviceStatus.PENDING.value,
+        public_key=d.public_key,
+        vendor=c.vendor.value,
+        model=c.model,
+        vram_mib=c.vram_mib,
+        gpu_uuid=c.gpu_uuid,
+        pci_bus_id=c.pci_bus_id,
+        host_fingerprint=c.host_fingerprint,
+        driver_version=c.driver_version,
+        enrolled_from=ctx.address,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        status_changed_at=ctx.now,
+    )
+    ctx.session.add(device)
+    ctx.session.flush()
+    return device
+
+
+def _audit_enrolled(ctx: Ctx, actor: Principal, device: Device) -> None:
+    audit.append(
+        ctx.session,
+        actor=actor,
+        action="device.enroll",
+        entity_kind="device",
+        entity_id=device.public_id,
+        before=None,
+        after={
+            "model": device.model,
+            "vram_mib": device.vram_mib,
+            "gpu_uuid": device.gpu_uuid,
+            "status": device.status,
+        },
+        now=ctx.now,
+        address=ctx.address,
+    )
+
+
+def _audit_replaced(ctx: Ctx, actor: Principal, previous: Device, device: Device) -> None:
+    """The GPU's identity moves from the old key and device to the new ones."""
+    audit.append(
+        ctx.session,
+        actor=actor,
+        action="device.replace",
+        entity_kind="device",
+        entity_id=previous.public_id,
+        before={
+            "device_id": previous.public_id,
+            "public_key": previous.public_key,
+            "gpu_uuid": previous.gpu_uuid,
+            "pci_bus_id": previous.pci_bus_id,
+        },
+        after={
+            "device_id": device.public_id,
+            "public_key": device.public_key,
+            "gpu_uuid": device.gpu_uuid,
+            "pci_bus_id": device.pci_bus_id,
+        },
+        now=ctx.now,
+        address=ctx.address,
+    )
