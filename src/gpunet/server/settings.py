@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     # for the push in flight. It is free time for a cheater too, so it is one network
     # round trip, far below every profile's 20% budget margin (~0.25-0.8 s).
     delivery_allowance_s: float = Field(0.25, ge=0, le=30)
-    # Mean time between a device's unannounced spot checks; wait after a failed proof.
+    # Mean time between a device's unannounced spot checks (exponential gaps).
     spot_check_mean_s: float = Field(6 * 3600, ge=10, le=30 * 86400)
+    # Wait before re-checking a device that failed a proof (doubling per failure, to 64x).
     retry_after_failure_s: float = Field(60, ge=1, le=86400)
     # A device that let a challenge lapse is challenged again (alone) this often.
     reissue_interval_s: float = Field(600, ge=1, le=86400)
