@@ -20,7 +20,7 @@ def test_nothing_is_issued_in_the_quiet_window_before_a_rollcall(
         job.run_once()  # draws the roll-call an hour ahead; issues the enrollment proof
         assert answer_if_asked(net, dev)
         assert job.next_rollcall_at is not None
-        quiet = job.quiet_s()
+        quiet = job.quiet_s
         assert 0 < quiet < 60
         clock.advance(3600 - quiet / 2)  # due for a spot check, inside the quiet window
         assert job.run_once() == (0, 0, 0)

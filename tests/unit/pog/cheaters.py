@@ -31,7 +31,8 @@ class SkippingProver(CpuProver):
         p = challenge.params
         d = Derivation.for_challenge(challenge)
         n, rows = p.n, np.arange(p.n)
-        x = [initial_rows(d.keys, rows, n)]
+        x = np.empty((p.steps + 1, n, n), dtype=np.int8)
+        x[0] = initial_rows(d.keys, rows, n)
         trees = [StepTree(row_digests(x[0], d.dt, d.leaf))]
         bt = b_rows(d.keys, rows, n)
         for t in range(p.steps):
@@ -41,7 +42,7 @@ class SkippingProver(CpuProver):
             fresh[keep] = f_round(exact_products(bt[keep], x[t]))
             self.rows_computed += keep.size
             refs = row_refs(d.seed, t, trees[t].root, rows, p.refs_at(t))
-            x.append(add_refs(fresh, x, refs, rows))
+            x[t + 1] = add_refs(fresh, x, refs, rows)
             trees.append(StepTree(row_digests(x[t + 1], d.dt, d.leaf)))
         self._x = x
         return trees

@@ -4,6 +4,7 @@ says every memory cheat of the issue misses its budget at every catalog model.""
 from __future__ import annotations
 
 import pytest
+from tests.adversarial.memory_cheaters import rates_of
 
 from gpunet.core.pog import default_catalog
 from gpunet.core.pog.security import (
@@ -25,15 +26,9 @@ GPUS = [m for m in default_catalog().models if not m.dev_only]
 
 
 def rates(key: str, memory_share: float = 1.0) -> DeviceRates:
-    """The catalog's own figures at the achieved fractions the estimates assume."""
     m = default_catalog().get(key)
     assert m is not None
-    apple = m.peak_int8_tops is None
-    peak = (m.peak_fp32_tflops if apple else m.peak_int8_tops) or 0
-    eff = 0.5 if apple else (0.65 if key.startswith(("h1", "h2")) else
-                             0.7 if key.startswith("a100") else 0.6)
-    return DeviceRates(peak * 1e12 * eff, (m.mem_bandwidth_gbs or 0) * 0.8e9,
-                       (m.host_link_gbs or 0) * 1e9, m.vram_mib * 2**20 * memory_share)
+    return rates_of(m, memory_share)
 
 
 def test_quoted_escape_probabilities():

@@ -9,7 +9,6 @@ everywhere (the calibrate self-test and the cross-backend tests check exactly th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -112,24 +111,16 @@ def row_refs(seed: bytes, step: int, root: bytes, rows: npt.ArrayLike, k: int) -
     return ((w >> np.uint64(32)) * np.uint64(step)) >> np.uint64(32)
 
 
-def add_refs(
-    fresh: I8, history: Sequence[I8] | npt.NDArray[np.int8], refs: U64, rows: npt.ArrayLike
-) -> I8:
+def add_refs(fresh: I8, history: npt.NDArray[np.int8], refs: U64, rows: npt.ArrayLike) -> I8:
     """fresh + sum of row j of X_p over each row's references, wrapping mod 256.
 
     Addition rather than XOR so that a step drawn twice for one row does not cancel.
-    `history` is X_0.. as a list, or stacked (steps, n, n) for one gather per reference.
+    `history` is X_0.. stacked (steps, n, n): one gather per reference.
     """
     out = fresh.copy()
     r = np.asarray(rows, dtype=np.int64).reshape(-1)
     for col in range(refs.shape[1]):
-        ps = refs[:, col].astype(np.int64)
-        if isinstance(history, np.ndarray):
-            out += history[ps, r]
-            continue
-        for p in np.unique(ps).tolist():
-            sel = ps == p
-            out[sel] += history[p][r[sel]]
+        out += history[refs[:, col].astype(np.int64), r]
     return out
 
 

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from gpunet.core.pog.params import ChallengeParams
+from gpunet.core.pog.wire import max_body
 
 # Host-side SHA-256 Merkle work per committed row (measured on the 2-vCPU dev machine:
 # ~70 ms for a 65,536-leaf tree). Part of every honest answer, same for all GPUs.
@@ -156,6 +157,4 @@ def opening_window_seconds(params: ChallengeParams) -> float:
     trip and the coordinator's parse. Openings reveal rows the roots already fixed, so
     this window is not what proves speed (the commitment is); see the doc for what a
     longer window gives a cheater."""
-    from gpunet.core.pog.wire import max_body
-
     return min(600.0, max_body(params) / UPLINK_BYTES_S * 1.25 + 5.0)

@@ -22,6 +22,18 @@ from gpunet.server.services import proof_schedule, proofs
 log = logging.getLogger("gpunet.background.proofs")
 
 
+def quiet_window_s(catalog: Catalog, policy: proofs.ProofPolicy) -> float:
+    """How long before a roll-call no other challenge is issued: the longest any
+    challenge can stay open (commit budget, opening window, allowance). A device with a
+    challenge of its own still open when the roll-call comes would be left out of it
+    (issue() gives a device one challenge at a time), and one GPU behind several devices
+    could keep that device's uptime; with the quiet window none is open."""
+    longest = max(
+        (m.budget.budget_s + m.budget.open_budget_s for m in catalog.models), default=0.0
+    )
+    return longest + policy.delivery_allowance_s
+
+
 class ProofRounds:
     """One pass of the scheduler per `run_once`; the next roll-call time is drawn here
     (exponential gaps of mean `rollcall_mean_s`), so nobody can tell when it comes."""
@@ -45,23 +57,12 @@ class ProofRounds:
         self.rollcall_fraction = rollcall_fraction
         self.rng = rng or random.SystemRandom()
         self.next_rollcall_at: dt.datetime | None = None
+        self.quiet_s = quiet_window_s(catalog, policy)
 
     def draw_next_rollcall(self, now: dt.datetime) -> dt.datetime:
         gap = self.rng.expovariate(1.0 / self.rollcall_mean_s)
         self.next_rollcall_at = now + dt.timedelta(seconds=gap)
         return self.next_rollcall_at
-
-    def quiet_s(self) -> float:
-        """How long before a roll-call no other challenge is issued: the longest any
-        challenge can stay open (commit budget, opening window, allowance). A device with
-        a challenge of its own still open when the roll-call comes would be left out of
-        it (issue() gives a device one challenge at a time), and one GPU behind several
-        devices could keep that device's uptime; with the quiet window none is open."""
-        longest = max(
-            (m.budget.budget_s + m.budget.open_budget_s for m in self.catalog.models),
-            default=0.0,
-        )
-        return longest + self.policy.delivery_allowance_s
 
     def run_once(self) -> tuple[int, int, int]:
         """(settled, issued, roll-called) in this pass."""
@@ -72,7 +73,7 @@ class ProofRounds:
         with self.database.transaction() as session:
             settled = proofs.expire(session, now=now, policy=self.policy)
         issued = 0
-        quiet_from = self.next_rollcall_at - dt.timedelta(seconds=self.quiet_s())
+        quiet_from = self.next_rollcall_at - dt.timedelta(seconds=self.quiet_s)
         if now < quiet_from:
             with self.database.transaction() as session:
                 issued = proof_schedule.schedule_due(
