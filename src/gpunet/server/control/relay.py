@@ -13,10 +13,11 @@ from typing import Any
 from sqlalchemy import select
 
 from gpunet.core.errors import Forbidden, Unauthenticated
-from gpunet.core.models import parse_json
+from gpunet.core.models import DeviceStatus, parse_json
 from gpunet.core.pog import Challenge, OpeningRequest
 from gpunet.core.pog.messages import CommitmentEnvelope, VerdictMessage
 from gpunet.server.db.tables import Challenge as ChallengeRow
+from gpunet.server.db.tables import Device
 from gpunet.server.services import liveness, proofs
 from gpunet.server.state import AppState
 
@@ -59,6 +60,22 @@ def status_changes(state: AppState, since: dt.datetime) -> list[tuple[int, bool]
     changed since `since`: status changes, proofs owed or paid, challenges overdue."""
     with state.database.read() as session:
         return liveness.changed_since(session, since, state.clock.now())
+
+
+def retired(state: AppState, device_pks: Collection[int]) -> set[int]:
+    """Of `device_pks` (few: devices connected here whose status just changed), those
+    retired, whose sessions must let them go."""
+    if not device_pks:
+        return set()
+    with state.database.read() as session:
+        return set(
+            session.execute(
+                select(Device.id).where(
+                    Device.id.in_(sorted(device_pks)),
+                    Device.status == DeviceStatus.RETIRED.value,
+                )
+            ).scalars()
+        )
 
 
 def deliver(state: AppState, device_pk: int) -> Challenge | None:

@@ -23,6 +23,7 @@ from gpunet.server.control import relay
 from gpunet.server.control.batcher import AuthBatcher
 from gpunet.server.control.session import CommandHandler, ServerSession
 from gpunet.server.control.settings import ControlSettings
+from gpunet.server.services import devices
 from gpunet.server.state import AppState
 
 log = logging.getLogger("gpunet.server.control")
@@ -196,7 +197,19 @@ class ControlServer:
             session = self.by_device.get(pk)
             if session is not None:
                 session.set_counting(pk, counts)
+        stopped = [pk for pk, counts in changes if not counts and pk in self.by_device]
+        if stopped:
+            for pk in await asyncio.to_thread(relay.retired, self.state, stopped):
+                self.drop(pk, devices.RETIRED)
         return now - dt.timedelta(seconds=5)
+
+    def drop(self, pk: int, reason: str) -> None:
+        """A device retired while connected: its key authenticates nothing from now on,
+        so its live session stops speaking for it (frames naming it are refused,
+        commands find it not connected); a session left with no device is closed."""
+        session = self.by_device.pop(pk, None)
+        if session is not None:
+            session.drop(pk, reason)
 
     async def push_once(self) -> int:
         """Push every open challenge of a device connected here; the number pushed."""

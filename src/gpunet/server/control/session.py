@@ -277,6 +277,20 @@ class ServerSession(asyncio.Protocol):
         device counts again; any other status does not."""
         self.set_counting(pk, status == "verified")
 
+    def drop(self, pk: int, reason: str) -> None:
+        """Stop speaking for device `pk` (ControlServer.drop): the agent is told why, and
+        a session with no device left ends."""
+        public_id = next((p for p, k in self.devices.items() if k == pk), None)
+        if public_id is None:
+            return
+        del self.devices[public_id]
+        self.set_verified(self.verified - {pk})
+        log.info("control session %s: device %s dropped: %s", self.id, public_id, reason)
+        if not self.devices:
+            self.close(reason)
+        else:
+            self.send(control.error("device_refused", reason, ref=public_id))
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         if self._tasks is None:
