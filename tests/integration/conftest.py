@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
@@ -192,3 +196,38 @@ def net(database: Database, database_url: str, clock: FrozenClock) -> Iterator[N
     app = create_app(settings, database=database, clock=clock)
     with TestClient(app) as client:
         yield Net(client, clock, database, settings)
+
+
+class OffsetClock:
+    """The real clock moved by `offset` seconds: a coordinator whose clock is off."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.offset)
+
+
+@dataclass
+class Live:
+    url: str
+    clock: OffsetClock
+
+
+@pytest.fixture
+def live_coordinator(database: Database, database_url: str) -> Iterator[Live]:
+    """A coordinator serving HTTP on a free port, on the real clock (tokens really
+    expire), for commands that talk to it as they would to any coordinator."""
+    clock = OffsetClock()
+    app = create_app(make_settings(database_url), database=database, clock=clock)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and server.servers):
+        assert time.monotonic() < deadline, "the coordinator did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield Live(f"http://127.0.0.1:{port}", clock)
+    server.should_exit = True
+    thread.join(10)

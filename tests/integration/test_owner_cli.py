@@ -5,39 +5,21 @@ from __future__ import annotations
 
 import json
 import stat
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from gpunet.cli.main import cli
-from gpunet.server.app import create_app
-from gpunet.server.db.engine import Database
-from tests.integration.conftest import Net, hardware, make_settings
+from tests.integration.conftest import Live, Net, hardware
 
 PASSWORD = "owner cli password"
 
 
 @pytest.fixture
-def live(database: Database, database_url: str) -> Iterator[str]:
-    """A coordinator serving HTTP on a free port, on the real clock (tokens really expire)."""
-    app = create_app(make_settings(database_url), database=database)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not (server.started and server.servers):
-        assert time.monotonic() < deadline, "the coordinator did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+def live(live_coordinator: Live) -> str:
+    return live_coordinator.url
 
 
 def _run(args: list[str], creds: Path) -> tuple[int, str]:

@@ -7,7 +7,9 @@
 4. the Settings class's defaults.
 
 The file is TOML with the settings' own names (`database_url = "..."`), so README's
-table names every key it may hold.
+table names every key it may hold. Worker commands read the same file's `[worker]` table
+(`WORKER_KEYS`), after their flags and GPUNET_* variables; after that, what `gpunet
+worker enroll` saved in the agent's home (`agent.json`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from typing import Any
 import click
 
 CONFIG_NAME = "coordinator.toml"
+# The `[worker]` table: the agent's home, the coordinator it enrolls with, the control
+# channel it dials; each with its flag and variable (README: suppliers).
+WORKER_KEYS = {"home": "GPUNET_HOME", "coordinator": "GPUNET_COORDINATOR",
+               "control": "GPUNET_CONTROL"}
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -40,22 +46,52 @@ def chosen_config_path() -> tuple[Path, bool]:
     return default_config_path(), False
 
 
-def file_values(fields: set[str]) -> dict[str, Any]:
-    """Settings from the config file that the environment does not already set."""
+def _read_config() -> tuple[Path, dict[str, Any]]:
+    """The config file in force and its contents ({} when the default one is absent)."""
     path, named = chosen_config_path()
     if not path.exists():
         if named:
             raise click.ClickException(f"no config file at {path}")
-        return {}
+        return path, {}
     try:
-        data = tomllib.loads(path.read_text())
+        return path, tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise click.ClickException(f"cannot read the config file {path}: {exc}") from exc
+
+
+def file_values(fields: set[str]) -> dict[str, Any]:
+    """Settings from the config file that the environment does not already set."""
+    path, data = _read_config()
+    data.pop("worker", None)  # the worker commands' table (worker_setting)
     unknown = sorted(set(data) - fields)
     if unknown:
         raise click.ClickException(f"{path}: unknown settings {', '.join(unknown)}")
     # The environment outranks the file: drop what a GPUNET_* variable sets.
     return {k: v for k, v in data.items() if f"GPUNET_{k.upper()}" not in os.environ}
+
+
+def worker_setting(key: str, flag: str | None) -> str | None:
+    """A worker command's setting: its flag, else its GPUNET_* variable, else the
+    config file's `[worker]` table; None if none of them sets it."""
+    if flag:
+        return flag
+    variable = WORKER_KEYS[key]
+    if os.environ.get(variable):
+        return os.environ[variable]
+    path, data = _read_config()
+    table = data.get("worker", {})
+    if not isinstance(table, dict):
+        raise click.ClickException(f"{path}: `worker` must be a table ([worker])")
+    unknown = sorted(set(table) - set(WORKER_KEYS))
+    if unknown:
+        raise click.ClickException(
+            f"{path}: unknown [worker] settings {', '.join(unknown)} "
+            f"(known: {', '.join(WORKER_KEYS)})"
+        )
+    value = table.get(key)
+    if value is not None and not isinstance(value, str):
+        raise click.ClickException(f"{path}: [worker] {key} must be a string")
+    return value or None
 
 
 def write_config(path: Path, values: Mapping[str, Any]) -> None:

@@ -8,11 +8,21 @@ from typing import Any
 
 import click
 
+DEFAULT_COORDINATOR = "http://127.0.0.1:8000"
+HOME_HELP = (
+    "the agent's state: keys, agent.json [default: $GPUNET_HOME, else the config file's "
+    "[worker] home, else ~/.config/gpunet]"
+)
+
 
 def _home(home: str | None) -> Path:
+    """--home, else $GPUNET_HOME, else the config file's [worker] home, else
+    $XDG_CONFIG_HOME/gpunet (cli.config: one story for every command)."""
     from gpunet.agent.config import agent_home
+    from gpunet.cli.config import worker_setting
 
-    return Path(home) if home else agent_home()
+    chosen = worker_setting("home", home)
+    return Path(chosen).expanduser() if chosen else agent_home()
 
 
 def _discover(cpu_dev: int, home: Path) -> Any:
@@ -45,14 +55,18 @@ def worker() -> None:
 
 @worker.command()
 @click.option("--code", required=True, help="one-time enrollment code from your account")
-@click.option("--coordinator", default="http://127.0.0.1:8000", show_default=True)
+@click.option(
+    "--coordinator",
+    help="the coordinator's URL [default: $GPUNET_COORDINATOR, else the config file's "
+    f"[worker] coordinator, else {DEFAULT_COORDINATOR}]",
+)
 @click.option(
     "--cpu-dev",
     default=0,
     type=click.IntRange(0, 64),
     help="with no GPU, enroll this many cpu-dev devices (local networks only)",
 )
-@click.option("--home", type=click.Path(file_okay=False), help="default: $GPUNET_HOME")
+@click.option("--home", type=click.Path(file_okay=False), help=HOME_HELP)
 @click.option(
     "--replace",
     "replace",
@@ -62,7 +76,7 @@ def worker() -> None:
     "device is retired); name the GPU when the host has several",
 )
 def enroll(
-    code: str, coordinator: str, cpu_dev: int, home: str | None, replace: tuple[str, ...]
+    code: str, coordinator: str | None, cpu_dev: int, home: str | None, replace: tuple[str, ...]
 ) -> None:
     """Make a key for each GPU found here and enroll them with CODE."""
     import httpx
@@ -71,7 +85,9 @@ def enroll(
     from gpunet.agent.config import AgentConfig
     from gpunet.agent.enroll import enroll_host
     from gpunet.agent.keystore import Keystore
+    from gpunet.cli.config import worker_setting
 
+    coordinator = worker_setting("coordinator", coordinator) or DEFAULT_COORDINATOR
     root = _home(home)
     found = _discover(cpu_dev, root)
     click.echo(
@@ -126,8 +142,11 @@ def _replacements(values: tuple[str, ...], uuids: list[str]) -> dict[str, str]:
 
 
 def _control_endpoints(control: str | None, config: Any) -> list[tuple[str, int]]:
-    """--control (or GPUNET_CONTROL), else what the coordinator said at enrollment."""
-    given = control or config.control
+    """--control (or GPUNET_CONTROL, or the config file's [worker] control), else what
+    the coordinator said at enrollment."""
+    from gpunet.cli.config import worker_setting
+
+    given = worker_setting("control", control) or config.control
     if not given:
         raise click.ClickException(
             "the coordinator did not say where its control channel is (enrolled with an "
@@ -144,7 +163,7 @@ def _control_endpoints(control: str | None, config: Any) -> list[tuple[str, int]
 
 
 @worker.command()
-@click.option("--home", type=click.Path(file_okay=False))
+@click.option("--home", type=click.Path(file_okay=False), help=HOME_HELP)
 @click.option(
     "--control",
     envvar="GPUNET_CONTROL",
@@ -220,7 +239,7 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
 
 
 @worker.command()
-@click.option("--home", type=click.Path(file_okay=False))
+@click.option("--home", type=click.Path(file_okay=False), help=HOME_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def status(home: str | None, as_json: bool) -> None:
     """What each local device is: status, last heartbeat, last proof, cluster."""
@@ -249,7 +268,7 @@ def status(home: str | None, as_json: bool) -> None:
                 info = client.whoami()
             except (CoordinatorError, httpx.HTTPError) as exc:
                 info = {"device_id": d.device_id, "status": f"unknown ({exc})"}
-                if isinstance(exc, CoordinatorError) and exc.status == 401:
+                if _keys_refused(exc):
                     note = _refused_note(store.device(d.gpu_uuid).rotation_pending)
             if client.recovered_rotation:
                 note = (
@@ -277,6 +296,18 @@ def status(home: str | None, as_json: bool) -> None:
             click.echo(f"  note: {r['note']}")
 
 
+def _keys_refused(exc: Exception) -> bool:
+    """A 401 that says no key of this host is accepted; not a clock off by minutes (that
+    401 names the offset and NTP itself, and any key would be refused the same)."""
+    from gpunet.agent.client import CoordinatorError
+
+    return (
+        isinstance(exc, CoordinatorError)
+        and exc.status == 401
+        and "timestamp outside the allowed window" not in str(exc)
+    )
+
+
 def _refused_note(rotation_pending: bool) -> str:
     """What to do when the coordinator refuses every key this host holds for a device."""
     tried = "neither its current key nor its pending rotation key" if rotation_pending else (
@@ -291,7 +322,7 @@ def _refused_note(rotation_pending: bool) -> str:
 
 
 @worker.command("rotate-key")
-@click.option("--home", type=click.Path(file_okay=False))
+@click.option("--home", type=click.Path(file_okay=False), help=HOME_HELP)
 @click.option("--device", "device_id", help="one device id (default: every device here)")
 def rotate_key(home: str | None, device_id: str | None) -> None:
     """Give devices fresh keys; identity, status and uptime stay as they are.
@@ -319,9 +350,7 @@ def rotate_key(home: str | None, device_id: str | None) -> None:
                 rotate_device_key(http, store, d.gpu_uuid)
             except CoordinatorError as exc:
                 raise click.ClickException(
-                    f"{d.device_id}: rotation refused: {exc}. The current key stays in use; "
-                    "the new key is kept pending and rerunning `gpunet worker rotate-key` "
-                    "retries it"
+                    f"{d.device_id}: rotation refused: {exc}. " + _rotation_hint(exc)
                 ) from exc
             except httpx.HTTPError as exc:
                 raise click.ClickException(
@@ -330,6 +359,18 @@ def rotate_key(home: str | None, device_id: str | None) -> None:
                     "finishes the rotation by itself if the coordinator already took it"
                 ) from exc
             click.echo(f"{d.device_id}: new key in use")
+
+
+def _rotation_hint(exc: Exception) -> str:
+    """What to do after a refused rotation, by why it was refused."""
+    if _keys_refused(exc):
+        return _refused_note(rotation_pending=True)
+    if getattr(exc, "status", None) == 403:
+        return "The coordinator's message says what to do."  # retired, suspended, blocked
+    return (
+        "The current key stays in use; the new key is kept pending and rerunning "
+        "`gpunet worker rotate-key` retries it"
+    )
 
 
 @worker.command()

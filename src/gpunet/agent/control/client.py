@@ -271,7 +271,9 @@ class ControlClient:
         # a server announces: a rogue server must not collect signatures it can relay.
         if hello.server_id != self.server_id:
             raise ProtocolError(
-                f"this server calls itself {hello.server_id[:80]!r}, expected {self.server_id!r}"
+                f"this server calls itself {hello.server_id[:80]!r}, expected {self.server_id!r} "
+                f"(the URL this agent enrolled with): set the coordinator's GPUNET_PUBLIC_URL "
+                f"to {self.server_id}, or enroll again with --coordinator set to its public URL"
             )
         if control.negotiate(hello.protocols, (PROTOCOL_MIN, PROTOCOL_MAX)) is None:
             raise ProtocolError("no common protocol version: upgrade the agent")
