@@ -28,9 +28,11 @@ from gpunet import __version__
 from gpunet.core.clock import Clock, SystemClock
 from gpunet.core.errors import Forbidden, GpunetError, RateLimited, Unauthenticated
 from gpunet.core.pog import load_catalog
+from gpunet.server import explorer as explorer_pages
 from gpunet.server.api import accounts, devices, explorer, heartbeat, proofs, rewards, worker
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.schemas import ErrorOut
+from gpunet.server.background.explorer import history_keeper
 from gpunet.server.background.periodic import PeriodicJob
 from gpunet.server.background.proofs import proof_scheduler
 from gpunet.server.background.prune import pruner
@@ -121,6 +123,7 @@ def create_app(
     app.state.gpunet = state
     _register_errors(app)
     _include_routers(app)
+    explorer_pages.mount(app, state)
     app.add_middleware(
         LimitsAndMetrics,
         metrics=state.metrics,
@@ -215,6 +218,7 @@ def background_jobs(state: AppState) -> list[PeriodicJob]:
             tick_s=s.rewards_close_tick_s,
             keep_days=s.uptime_retention_days,
         ),
+        history_keeper(state.database, state.catalog, state.rewards, state.clock),
     ]
 
 

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = None
     oidc_jwks_cache_s: int = Field(300, ge=0, le=86400)
     oidc_jwks_min_refetch_s: float = Field(5.0, ge=0, le=3600)
+    # Sign-in on the explorer's pages through the provider (authorization code + PKCE,
+    # docs/explorer.md): its authorize and token endpoints and this coordinator's client.
+    # The redirect URI to register is GPUNET_PUBLIC_URL/account/oidc/callback.
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_authorize_url: str | None = None
+    oidc_token_url: str | None = None
 
     # Rate limits: (count per window) for writes by one principal and by one address.
     rate_window_s: int = Field(60, ge=1, le=3600)
@@ -149,6 +156,12 @@ class Settings(BaseSettings):
             raise ValueError("GPUNET_LOGIN_LOCKOUT_AFTER must exceed GPUNET_LOGIN_BACKOFF_AFTER")
         if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
             raise ValueError("GPUNET_OIDC_ISSUER and GPUNET_OIDC_JWKS_URL go together")
+        web = (self.oidc_client_id, self.oidc_authorize_url, self.oidc_token_url)
+        if any(web) and not (all(web) and self.oidc_issuer):
+            raise ValueError(
+                "GPUNET_OIDC_CLIENT_ID, _AUTHORIZE_URL and _TOKEN_URL go together, with "
+                "GPUNET_OIDC_ISSUER"
+            )
         return self
 
     @property

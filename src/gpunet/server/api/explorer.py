@@ -13,11 +13,13 @@ from fastapi import APIRouter, Query, Response
 from gpunet.core.bounds import SaneDatetime
 from gpunet.core.errors import NotFound
 from gpunet.core.models import DeviceStatus
+from gpunet.server.api import explorer_schemas as x
+from gpunet.server.api import explorer_views as views
 from gpunet.server.api import reward_schemas as r
 from gpunet.server.api import schemas as s
 from gpunet.server.api.deps import ReadSession, State
+from gpunet.server.api.explorer_views import epoch_out, incident_out, public_device
 from gpunet.server.api.paging import page_of
-from gpunet.server.db.tables import Device, IncidentWindowRow, RewardEpoch
 from gpunet.server.services import explorer, incidents, rewards
 
 router = APIRouter(prefix="/api/v1/explorer", tags=["explorer"])
@@ -28,29 +30,10 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 # -- devices and totals -----------------------------------------------------------------
 
 
-def public_device(d: Device) -> s.PublicDevice:
-    last_seen = d.last_seen_at.replace(second=0, microsecond=0) if d.last_seen_at else None
-    return s.PublicDevice(
-        device_id=d.public_id,
-        vendor=d.vendor,
-        model=d.model,
-        vram_mib=d.vram_mib,
-        status=d.status,
-        region=d.region,
-        enrolled_on=d.created_at.date(),
-        last_seen_at=last_seen,
-    )
-
-
 @router.get("/stats", response_model=s.NetworkStats)
 def stats(session: ReadSession, response: Response) -> s.NetworkStats:
     response.headers["Cache-Control"] = CACHE
-    t = explorer.totals(session)
-    return s.NetworkStats(
-        devices_by_status=t.by_status,
-        verified_gpus=t.verified_gpus,
-        verified_vram_mib=t.verified_vram_mib,
-    )
+    return views.stats(session)
 
 
 @router.get("/models", response_model=s.ModelBreakdown)
@@ -103,33 +86,6 @@ def device(device_id: s.PublicDeviceId, session: ReadSession, response: Response
 
 
 # -- rewards: closed epochs, payouts, proofs, the schedule, incident windows ----------
-
-
-def epoch_out(row: RewardEpoch) -> r.EpochOut:
-    return r.EpochOut(
-        epoch=row.epoch,
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        emission=str(row.emission),
-        paid=str(row.paid),
-        unallocated=str(row.unallocated),
-        root=row.root,
-        wallets=row.wallets,
-        devices=row.devices,
-        counted_slots=row.counted_slots,
-        incidents=row.incidents,
-        schedule_sha256=row.schedule_sha256,
-        closed_at=row.closed_at,
-    )
-
-
-def incident_out(w: IncidentWindowRow) -> r.IncidentOut:
-    return r.IncidentOut(
-        starts_at=w.starts_at,
-        ends_at=w.ends_at,
-        reason=w.reason,
-        declared_at=w.declared_at,
-    )
 
 
 @router.get("/epochs", response_model=r.EpochList)
@@ -224,3 +180,56 @@ def incident_windows(
     rows = incidents.public_listing(session, limit=limit + 1, before=before)
     page, next_before = page_of(rows, limit, lambda w: w.starts_at)
     return r.IncidentList(items=[incident_out(w) for w in page], next_before=next_before)
+
+
+# -- the explorer pages' data: overview, history, one device's proofs and epochs -------
+
+
+@router.get("/overview", response_model=x.Overview)
+def overview(session: ReadSession, st: State, response: Response) -> x.Overview:
+    """The front page's figures: totals, verified devices by model and region, verified
+    compute, running clusters (once clusters exist) and the latest closed epochs."""
+    response.headers["Cache-Control"] = CACHE
+    return views.overview(session, st)
+
+
+@router.get("/history", response_model=x.NetworkHistory)
+def history(
+    session: ReadSession,
+    st: State,
+    response: Response,
+    hours: Annotated[int, Query(ge=1, le=24 * 92)] = 24 * 7,
+) -> x.NetworkHistory:
+    """Hourly snapshots kept by the coordinator (supply, uptime, proof verdicts)."""
+    response.headers["Cache-Control"] = CACHE
+    return views.history(session, st, hours)
+
+
+@router.get("/devices/{device_id}/proofs", response_model=x.PublicProofList)
+def device_proofs(
+    device_id: s.PublicDeviceId,
+    session: ReadSession,
+    st: State,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    before: SaneDatetime | None = None,
+) -> x.PublicProofList:
+    """The device's proofs of GPU, newest first, times to the hour."""
+    d = views.device_row(session, device_id)
+    response.headers["Cache-Control"] = CACHE
+    return views.proofs(session, st, d, limit=limit, before=before)
+
+
+@router.get("/devices/{device_id}/epochs", response_model=x.DeviceEpochList)
+def device_epochs(
+    device_id: s.PublicDeviceId,
+    session: ReadSession,
+    st: State,
+    response: Response,
+    before: Annotated[int | None, Query(ge=1, le=2**40)] = None,
+    limit: Annotated[int, Query(ge=1, le=24)] = 12,
+) -> x.DeviceEpochList:
+    """Uptime and share of the emission per epoch, newest first."""
+    d = views.device_row(session, device_id)
+    response.headers["Cache-Control"] = CACHE
+    return views.device_epochs(session, st, d, before=before, limit=limit)

@@ -401,3 +401,47 @@ class IncidentWindowRow(Base):
 
 # The epoch close reads proof failures and status changes by kind and time.
 Index("ix_device_events_kind_at", DeviceEvent.kind, DeviceEvent.at)
+
+
+# --- the explorer's kept history (issue 10; see services.explorer_history) -------------
+
+
+class NetworkSnapshot(Base):
+    """The network at the end of one hour, written once by the explorer's history job so
+    that the public plots read a few hundred small rows instead of recounting 600,000
+    devices and a month of challenges per request. `period` is unix time // 3600."""
+
+    __tablename__ = "network_snapshots"
+
+    period: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # the hour's start
+    taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    verified: Mapped[int] = mapped_column(Integer)
+    pending: Mapped[int] = mapped_column(Integer)
+    suspect: Mapped[int] = mapped_column(Integer)
+    suspended: Mapped[int] = mapped_column(Integer)
+    verified_vram_mib: Mapped[int] = mapped_column(BigInteger)
+    verified_int8_tops: Mapped[float] = mapped_column(Float)
+    # Devices with any verified uptime in the hour, and their slots (heartbeat minutes).
+    online_devices: Mapped[int] = mapped_column(Integer)
+    online_slots: Mapped[int] = mapped_column(BigInteger)
+    proofs_passed: Mapped[int] = mapped_column(Integer)
+    proofs_failed: Mapped[int] = mapped_column(Integer)
+    proofs_missed: Mapped[int] = mapped_column(Integer)
+
+
+class EpochScore(Base):
+    """An epoch's total score as its close computed it, over `scale` (the weights' common
+    denominator times the cluster bonus's): a device's share of the emission is
+    weight x slots / (total_score / scale). Written with the epoch, never updated."""
+
+    __tablename__ = "epoch_scores"
+
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    total_score: Mapped[int] = mapped_column(Amount)
+    scale: Mapped[int] = mapped_column(Amount)
+
+
+# A device page lists its proofs newest first; the history job counts verdicts per hour.
+Index("ix_challenges_device_issued", Challenge.device_id, Challenge.issued_at)
+Index("ix_challenges_completed_at", Challenge.completed_at)

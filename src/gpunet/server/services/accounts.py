@@ -140,6 +140,16 @@ def login(
     return TokenPair(access, refresh, tokens.ttl_s, granted)
 
 
+def open_session(ctx: Ctx, owner: Owner, scopes: frozenset[Scope]) -> str:
+    """A session for an owner already proven by other means (the explorer's OIDC
+    sign-in); its id is all the caller gets, to name it in a signed cookie."""
+    auth, _refresh = _new_session(
+        ctx.session, owner, scopes, ctx.now, ctx.settings.refresh_token_ttl_s
+    )
+    _audit_session(ctx, owner.id, auth, "session.create")
+    return auth.id
+
+
 def refresh(ctx: Ctx, tokens: AccessTokens, refresh_token: str) -> TokenPair:
     """Rotate the refresh token. Reuse of a spent one revokes the whole session."""
     h = digest(refresh_token)

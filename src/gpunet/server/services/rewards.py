@@ -29,7 +29,7 @@ from gpunet.core.errors import Conflict, InvalidInput
 from gpunet.core.rewards import PayoutProof, Snapshot
 from gpunet.server.db.engine import Database
 from gpunet.server.db.tables import RewardEpoch, RewardPayout, UptimeSlots
-from gpunet.server.services import proof_schedule
+from gpunet.server.services import explorer_history, proof_schedule
 from gpunet.server.services.reward_config import RewardConfig
 from gpunet.server.services.reward_inputs import Counted, device_uptimes, plan
 from gpunet.server.services.uptime import CHUNK_SLOTS
@@ -125,6 +125,10 @@ def close_epoch(
             created = False
         else:
             _insert_payouts(session, epoch, snap)
+            # Kept for the explorer's device pages (a device's share of the emission).
+            explorer_history.record_score(
+                session, epoch, result.allocation.total_score, config.weights
+            )
             created = True
     if not created:
         with database.read() as session:
