@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-10)
 TORCH ?= torch==2.13.0
 export GPUNET_DATABASE_URL ?= sqlite:///var/gpunet.db
 
-.PHONY: run test lint venv clean bench
+.PHONY: run test lint venv clean bench browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint browser
 	GPUNET_TEST_POSTGRES_URL="$$(scripts/test-postgres.sh)" GPUNET_TEST_REDIS_URL="$$(scripts/test-redis.sh)" \
 	  $(BIN)/pytest -n 2 -p no:cacheprovider
+
+# The explorer's browser tests (tests/browser) drive Debian's chromium; as root, install it.
+browser:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "tests/browser need /usr/bin/chromium: apt-get install chromium"; exit 1; }
 
 bench: $(STAMP)
 	@echo "benchmarks live in bench/; see BENCHMARKS.md for the commands and figures"
