@@ -107,11 +107,9 @@ def seed(net: Net, st: AppState) -> World:
     _verify(net, st, [a_devs[0].device_id, a_devs[1].device_id, b_devs[0].device_id], since)
     with net.database.transaction() as s:
         suspended = s.execute(select(Device).where(Device.public_id == a_devs[2].device_id))
-        d = suspended.scalar_one()
-        switch_device_status(s, d, DeviceStatus.VERIFIED, reason="t", actor=Principal.system(),
-                             now=since)
-        switch_device_status(s, d, DeviceStatus.SUSPENDED, reason="t", actor=Principal.system(),
-                             now=since)
+        row = suspended.scalar_one()
+        for status in (DeviceStatus.VERIFIED, DeviceStatus.SUSPENDED):
+            switch_device_status(s, row, status, reason="t", actor=Principal.system(), now=since)
         for dev in s.execute(select(Device).where(Device.status == "verified")).scalars():
             s.add(UptimeSlots(chunk=epoch, device_id=dev.id, bits=(1 << 60) - 1))
     _proofs(net, a_devs[0].device_id, now)

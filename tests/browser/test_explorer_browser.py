@@ -178,7 +178,12 @@ def test_nothing_private_reaches_the_browser(site: tuple[str, World], browser: A
     page = ctx.new_page()
     seen: list[str] = []
     violations: list[str] = []
-    page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else None)
+
+    def console(message: Any) -> None:
+        if "Content Security" in message.text:
+            violations.append(message.text)
+
+    page.on("console", console)
 
     def record(response: Any) -> None:
         headers = " ".join(f"{k}: {v}" for k, v in response.all_headers().items())
