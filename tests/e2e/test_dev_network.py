@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
 from gpunet.cli.dev import DEV_WALLET
 
 GPUNET = str(Path(sys.executable).parent / "gpunet")
@@ -80,6 +82,10 @@ def test_dev_up_pays_the_dev_owner_and_prints_a_verify_command_that_holds(
         checked = subprocess.run(
             [GPUNET, *argv[1:]], env=env, capture_output=True, text=True, timeout=30
         )
+        # The explorer's URL is printed, and its front page is the network's overview.
+        explorer = next(line.split()[1] for line in seen if line.startswith("explorer: "))
+        front = httpx.get(explorer, timeout=10)
+        assert front.status_code == 200 and 'id="verified-gpus"' in front.text
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -209,6 +209,7 @@ def up(port: int, agents: int, state: str) -> None:
         url = net.url
         click.echo(f"\ngpunet is running at {url}  (API explorer: {url}/docs; "
                    f"network: {url}/api/v1/explorer/stats)")
+        click.echo(f"explorer: {url}/  (sign in at {url}/account to see your own devices)")
         click.echo(f"development owner: {DEV_EMAIL} / {password}, paid to wallet {DEV_WALLET}")
         click.echo(f"epochs of {net.env['GPUNET_REWARDS_EPOCH_SECONDS']} s: the first payout "
                    "appears within a few minutes, with the command that verifies it")

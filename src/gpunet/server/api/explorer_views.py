@@ -28,20 +28,42 @@ TOTALS_TTL_S = 15.0
 
 T = TypeVar("T")
 _cache: dict[tuple[int, str], tuple[float, object]] = {}
+_refreshing: set[tuple[int, str]] = set()
 _cache_lock = threading.Lock()
 
 
-def _cached(st: AppState, name: str, build: Callable[[], T]) -> T:
+def _cached(st: AppState, name: str, build: Callable[[Session], T], session: Session) -> T:
+    """The value built at most TOTALS_TTL_S ago. Once it is older, the first request to
+    see that starts a rebuild on a thread of its own (with its own read transaction) and,
+    like every request until the rebuild is in, is served the previous value: no request
+    waits for a recount of 600,000 devices except the very first after start."""
     key = (id(st.database), name)
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)
-    if hit is not None and now - hit[0] < TOTALS_TTL_S:
-        return hit[1]  # type: ignore[return-value]
-    value = build()
-    with _cache_lock:
-        _cache[key] = (now, value)
-    return value
+        stale = hit is None or now - hit[0] >= TOTALS_TTL_S
+        start = hit is not None and stale and key not in _refreshing
+        if start:
+            _refreshing.add(key)
+    if hit is None:
+        value = build(session)
+        with _cache_lock:
+            _cache[key] = (time.monotonic(), value)
+        return value
+    if start:
+        threading.Thread(target=_rebuild, args=(st, key, build), daemon=True).start()
+    return hit[1]  # type: ignore[return-value]
+
+
+def _rebuild(st: AppState, key: tuple[int, str], build: Callable[[Session], object]) -> None:
+    try:
+        with st.database.read() as session:
+            value = build(session)
+        with _cache_lock:
+            _cache[key] = (time.monotonic(), value)
+    finally:
+        with _cache_lock:
+            _refreshing.discard(key)
 
 
 def forget_cached() -> None:
@@ -116,15 +138,15 @@ def clusters_running(session: Session) -> int | None:
 
 
 def overview(session: Session, st: AppState) -> x.Overview:
-    def build() -> tuple[s.NetworkStats, list[s.ModelCount], float]:
+    def build(db: Session) -> tuple[s.NetworkStats, list[s.ModelCount], float]:
         verified = [
             s.ModelCount(model=g.model, region=g.region, status=g.status, count=g.count)
-            for g in explorer.breakdown(session)
+            for g in explorer.breakdown(db)
             if g.status == "verified"
         ]
-        return stats(session), verified, explorer_history.verified_compute(session, st.catalog)
+        return stats(db), verified, explorer_history.verified_compute(db, st.catalog)
 
-    totals, verified, tops = _cached(st, "overview", build)
+    totals, verified, tops = _cached(st, "overview", build, session)
     epochs = rewards.listing(session, limit=OVERVIEW_EPOCHS, before=None)
     return x.Overview(
         stats=totals,
