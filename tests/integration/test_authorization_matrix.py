@@ -281,6 +281,27 @@ def _openings_body(w: World) -> Any:
     return encode_openings(w.scratch["prover"].open(w.scratch["request"]))
 
 
+def _ready_a(w: World) -> None:
+    """Device A is verified and heard from, so a cluster can be placed on it (A's owner
+    supplies it; any owner may be a customer and rent it)."""
+    now = w.net.clock.now()
+    with w.net.database.transaction() as s:
+        s.execute(
+            update(Device)
+            .where(Device.public_id == w.dev_a.device_id)
+            .values(status="verified", profile="cpu-dev", last_heartbeat_at=now,
+                    status_changed_at=now, last_pass_at=now)
+        )
+
+
+def _cluster_for_a(w: World) -> None:
+    """Owner A holds a cluster on device A."""
+    _ready_a(w)
+    r = w.net.client.post("/api/v1/clusters", json={"count": 1}, headers=p_owner_a(w)("", "", b""))
+    assert r.status_code == 201, r.text
+    w.scratch["cluster"] = r.json()["cluster_id"]
+
+
 ENDPOINTS: dict[str, Endpoint] = {
     "logout": Endpoint(
         "POST", lambda w: "/api/v1/auth/logout", lambda w: None, "owner_a", ("owner_b",)
@@ -346,6 +367,23 @@ ENDPOINTS: dict[str, Endpoint] = {
         "device_a",
         setup=_challenge_for_a,
     ),
+    # Any owner may ask for a cluster for themselves (B's is B's, on A's device).
+    "create_cluster": Endpoint(
+        "POST",
+        lambda w: "/api/v1/clusters",
+        lambda w: {"count": 1, "gpu_model": "cpu-dev"},
+        "owner_a",
+        ("owner_b",),
+        setup=_ready_a,
+    ),
+    # Only A may end A's cluster; B gets 404 and nothing changes.
+    "terminate_cluster": Endpoint(
+        "POST",
+        lambda w: f"/api/v1/clusters/{w.scratch['cluster']}/terminate",
+        lambda w: None,
+        "owner_a",
+        setup=_cluster_for_a,
+    ),
     "challenge_openings": Endpoint(
         "POST",
         lambda w: f"/api/v1/worker/challenge/{w.scratch['challenge'].id}/openings",
@@ -368,6 +406,10 @@ def send(w: World, headers: Headers, method: str, path: str, body: Any) -> Any:
 def owner_rows_only(changes: dict[str, TableDiff], after: Snapshot, me: int) -> None:
     """Every row that changed belongs to owner `me` (or is the audit chain's tip)."""
     my_devices = {r["id"]: r["public_id"] for r in after["devices"].values() if r["owner_id"] == me}
+    # Clusters are the customer's even when they run on another owner's devices.
+    mine = [r for r in after.get("clusters", {}).values() if r["owner_id"] == me]
+    my_clusters = {r["id"] for r in mine}
+    my_entities = {str(me), *my_devices.values(), *(r["public_id"] for r in mine)}
     for name, d in changes.items():
         assert not d.removed, f"{name}: rows removed"
         if name == "audit_head":
@@ -377,11 +419,13 @@ def owner_rows_only(changes: dict[str, TableDiff], after: Snapshot, me: int) -> 
             if name == "owners":
                 assert row["id"] == me, row
             elif name == "audit_log":
-                assert row["entity_id"] in {str(me), *my_devices.values()}, row
+                assert row["entity_id"] in my_entities, row
                 # The verifier (a system principal) changes the status of my device.
                 assert row["actor_id"] in {str(me), *my_devices.values()} or (
                     row["actor_kind"] == "system"
                 ), row
+            elif "cluster_id" in row:
+                assert row["cluster_id"] in my_clusters, (name, row)
             elif "owner_id" in row:
                 assert row["owner_id"] == me, (name, row)
             elif "device_id" in row:
@@ -439,12 +483,14 @@ def test_matrix_covers_every_write_endpoint(net: Net) -> None:
     }
     assert len(routes) >= 12
     _challenge_for_a(w)
+    _cluster_for_a(w)
     templated = {
         (
             e.method,
             e.path(w)
             .replace(w.dev_a.device_id, "{device_id}")
-            .replace(w.scratch["challenge"].id, "{challenge_id}"),
+            .replace(w.scratch["challenge"].id, "{challenge_id}")
+            .replace(w.scratch["cluster"], "{cluster_id}"),
         )
         for e in ENDPOINTS.values()
     }

@@ -81,12 +81,12 @@ class ClusterRequest(Strict):
     gpu_model: ProfileKey | None = None
     min_vram_mib: int | None = Field(default=None, ge=1, le=MAX_VRAM_MIB, strict=True)
     # Peak dense int8 throughput of the proven profile (catalog), in TOPS.
-    min_int8_tops: float | None = Field(default=None, ge=0, le=1_000_000)
+    min_int8_tops: float | None = Field(default=None, ge=0, le=1_000_000, strict=True)
     region: Region | None = None
     # Between any two nodes, as estimated from where they are (core.placement.LATENCY_MS).
-    max_latency_ms: float | None = Field(default=None, gt=0, le=60_000)
+    max_latency_ms: float | None = Field(default=None, gt=0, le=60_000, strict=True)
     # Verified without a break for at least this long.
-    min_verified_hours: float = Field(default=0, ge=0, le=24 * 366)
+    min_verified_hours: float = Field(default=0, ge=0, le=24 * 366, strict=True)
     duration_s: int = Field(default=3600, ge=MIN_DURATION_S, le=366 * 86400, strict=True)
     engine: Engine = Engine.RAY
     name: Label | None = None

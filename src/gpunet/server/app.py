@@ -30,8 +30,10 @@ from gpunet.core.errors import Forbidden, GpunetError, RateLimited, Unauthentica
 from gpunet.core.pog import load_catalog
 from gpunet.server import explorer as explorer_pages
 from gpunet.server.api import accounts, devices, explorer, heartbeat, proofs, rewards, worker
+from gpunet.server.api import clusters as cluster_routes
 from gpunet.server.api.deps import AppState
 from gpunet.server.api.schemas import ErrorOut
+from gpunet.server.background.clusters import cluster_driver
 from gpunet.server.background.explorer import history_keeper
 from gpunet.server.background.periodic import PeriodicJob
 from gpunet.server.background.proofs import proof_scheduler
@@ -219,6 +221,7 @@ def background_jobs(state: AppState) -> list[PeriodicJob]:
             keep_days=s.uptime_retention_days,
         ),
         history_keeper(state.database, state.catalog, state.rewards, state.clock),
+        cluster_driver(state.database, state.clock, state.catalog, state.clusters),
     ]
 
 
@@ -261,7 +264,7 @@ async def _control_channel(
 
 
 def _include_routers(app: FastAPI) -> None:
-    for module in (accounts, devices, worker, heartbeat, proofs, explorer, rewards):
+    for module in (accounts, devices, worker, heartbeat, proofs, explorer, rewards, cluster_routes):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
 

@@ -23,6 +23,8 @@ from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services import ratelimit
 from gpunet.server.services.attestation import AttestationVerifier
+from gpunet.server.services.clusters.settings import ClusterSettings
+from gpunet.server.services.clusters.tokens import TokenBox
 from gpunet.server.services.mailer import LogMailer, Mailer
 from gpunet.server.services.proofs import ProofPolicy
 from gpunet.server.services.reward_config import RewardConfig
@@ -52,6 +54,13 @@ class AppState:
     mailer: Mailer = field(default_factory=LogMailer)
     # The control channel's HOST:PORT as agents should dial it (told at enrollment).
     control_address: str | None = None
+    # Customers' clusters (GPUNET_CLUSTER_*); tests pass their own.
+    clusters: ClusterSettings = field(default_factory=ClusterSettings)
+
+    @cached_property
+    def cluster_tokens(self) -> TokenBox:
+        """Seals and opens clusters' Ray tokens (services.clusters.tokens)."""
+        return TokenBox(self.settings.secret_key.get_secret_value())
 
     @cached_property
     def openings_limit(self) -> int:

@@ -18,9 +18,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gpunet.core import clusters as cc
 from gpunet.core.control import PROTOCOL_MAX, PROTOCOL_MIN
 from gpunet.server.control import relay
 from gpunet.server.control.batcher import AuthBatcher
+from gpunet.server.control.clusters import ClusterRelay
 from gpunet.server.control.session import CommandHandler, ServerSession
 from gpunet.server.control.settings import ControlSettings
 from gpunet.server.services import devices
@@ -52,7 +54,11 @@ class ControlServer:
         self.settings = settings or ControlSettings()
         self.server_id = self.settings.server_id or state.settings.public_url
         self.protocols = (PROTOCOL_MIN, PROTOCOL_MAX)
-        self.commands: dict[str, CommandHandler] = dict(commands or {})
+        self.clusters = ClusterRelay(self)  # cluster commands out, node reports in
+        self.commands: dict[str, CommandHandler] = {
+            cc.REPORT: self.clusters.report,
+            **(commands or {}),
+        }
         self.stats = ControlStats()
         self.sessions: set[ServerSession] = set()
         self.by_device: dict[int, ServerSession] = {}  # device row id -> its session here
@@ -98,6 +104,7 @@ class ControlServer:
         for session in list(self.sessions):
             session.close(reason)
         self.auth.stop()
+        self.clusters.stop()
         deadline = time.monotonic() + 5
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -117,11 +124,15 @@ class ControlServer:
                     old.close("replaced by a newer session of this host")
             self.by_device[pk] = session
             self._fresh.add(pk)
+        self.clusters.attached(list(session.devices.values()))
 
     def detach(self, session: ServerSession) -> None:
+        left = []
         for pk in session.devices.values():
             if self.by_device.get(pk) is session:
                 del self.by_device[pk]
+                left.append(pk)
+        self.clusters.detached(left)
 
     def heartbeat(self, session: ServerSession, names: list[str] | None) -> None:
         """Record one heartbeat frame: cheap, inline, no database."""
@@ -179,6 +190,7 @@ class ControlServer:
                 last_sweep = time.monotonic()
             try:
                 await self.push_once()
+                await self.clusters.push()
                 if time.monotonic() - last_refresh > self.settings.status_refresh_s:
                     since = await self.refresh_statuses(since)
                     last_refresh = time.monotonic()

@@ -445,3 +445,7 @@ class EpochScore(Base):
 # A device page lists its proofs newest first; the history job counts verdicts per hour.
 Index("ix_challenges_device_issued", Challenge.device_id, Challenge.issued_at)
 Index("ix_challenges_completed_at", Challenge.completed_at)
+
+# The customers' clusters live in their own module on the same Base; importing it here
+# keeps Base.metadata whole wherever the tables are used (migrations' checks, tests).
+from gpunet.server.db import cluster_tables as _cluster_tables  # noqa: E402, F401

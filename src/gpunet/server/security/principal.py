@@ -11,6 +11,8 @@ class Scope(enum.StrEnum):
     DEVICES_READ = "devices:read"
     DEVICES_WRITE = "devices:write"  # owner-editable device fields, retire a device
     ENROLL = "enroll"  # create enrollment codes
+    CLUSTERS_READ = "clusters:read"  # see one's own clusters
+    CLUSTERS_WRITE = "clusters:write"  # ask for and end clusters; read their Ray token
 
 
 ALL_SCOPES = frozenset(Scope)

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from gpunet.core.models import DeviceStatus
 from gpunet.core.pog import Catalog, new_challenge_id, new_roll_call_seed
+from gpunet.server.db.cluster_tables import ClusterMember
 from gpunet.server.db.tables import Challenge as ChallengeRow
 from gpunet.server.db.tables import Device
 from gpunet.server.services.proofs import (
@@ -76,7 +77,10 @@ def cohort(session: Session, device: Device) -> Sequence[Device]:
     members = list(
         session.execute(
             select(Device).where(
-                Device.status.in_(CHALLENGEABLE), _heard_from_if_pending(), or_(*conditions)
+                Device.status.in_(CHALLENGEABLE),
+                _heard_from_if_pending(),
+                _not_serving(),
+                or_(*conditions),
             )
         ).scalars()
     )
@@ -87,6 +91,7 @@ def cohort(session: Session, device: Device) -> Sequence[Device]:
             select(Device).where(
                 Device.status.in_(CHALLENGEABLE),
                 _heard_from_if_pending(),
+                _not_serving(),
                 Device.enrolled_from.startswith(prefix),
             )
         ).scalars()
@@ -143,6 +148,18 @@ def _heard_from_if_pending() -> ColumnElement[bool]:
     return or_(Device.status != DeviceStatus.PENDING.value, Device.last_seen_at.is_not(None))
 
 
+def _not_serving() -> ColumnElement[bool]:
+    """Spot checks and cohort co-challenges leave a device alone while it serves a
+    customer's cluster, unless it owes a proof or is not verified (docs/clusters.md:
+    roll-calls still reach it, and it is checked as soon as it is released)."""
+    serving = select(ClusterMember.device_id).where(ClusterMember.released_at.is_(None))
+    return or_(
+        Device.id.not_in(serving),
+        Device.status != DeviceStatus.VERIFIED.value,
+        Device.proof_owed_since.is_not(None),
+    )
+
+
 def _due(session: Session, now: dt.datetime, limit: int) -> Sequence[Device]:
     return (
         session.execute(
@@ -151,6 +168,7 @@ def _due(session: Session, now: dt.datetime, limit: int) -> Sequence[Device]:
                 Device.status.in_(CHALLENGEABLE),
                 or_(Device.next_check_at.is_(None), Device.next_check_at <= now),
                 _heard_from_if_pending(),
+                _not_serving(),
             )
             .order_by(Device.next_check_at.nulls_first(), Device.id)
             .limit(limit)

@@ -30,6 +30,7 @@ from gpunet.core.rewards import PayoutProof, Snapshot
 from gpunet.server.db.engine import Database
 from gpunet.server.db.tables import RewardEpoch, RewardPayout, UptimeSlots
 from gpunet.server.services import explorer_history, proof_schedule
+from gpunet.server.services.clusters import usage
 from gpunet.server.services.reward_config import RewardConfig
 from gpunet.server.services.reward_inputs import Counted, device_uptimes, plan
 from gpunet.server.services.uptime import CHUNK_SLOTS
@@ -83,6 +84,8 @@ def compute(
     p = plan(session, clock, config.policy, epoch)
     totals = Totals()
     counted = device_uptimes(session, clock, config.policy, config.weights, p)
+    # Counted slots inside a customer's cluster are its cluster slots (docs/rewards.md).
+    counted = usage.with_cluster_slots(counted, usage.serving_masks(session, clock, epoch))
     result = core.close_epoch(config.schedule, epoch, totals.adding(counted), config.weights)
     return result, totals, len(p.windows)
 
