@@ -21,6 +21,7 @@ from gpunet.core.pog.messages import (
     OpeningRequest,
     OpeningResponse,
 )
+from gpunet.core.pog.params import ChallengeParams
 from gpunet.core.pog.rowtree import StepTree
 
 
@@ -45,6 +46,11 @@ class Prover(ABC):
     @abstractmethod
     def _row(self, step: int, index: int) -> bytes:
         """Row `index` of the kept matrix X_step, as n bytes."""
+
+    def warm_up(self, params: ChallengeParams) -> None:
+        """Pay one-time costs for challenges of this size now, not inside a budget
+        (backends with nothing to prepare keep this default)."""
+        return None
 
     def release(self) -> None:
         """Free device memory held for the last challenge."""

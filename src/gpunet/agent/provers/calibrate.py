@@ -157,17 +157,20 @@ def calibrate(
     *,
     params: ChallengeParams | None = None,
     repeats: int = 3,
+    options: dict[str, Any] | None = None,
 ) -> CalibrationResult:
     """Run the prover for `profile` (catalog key or object) and return measured figures.
 
-    `params` overrides the profile's sizes (for trying a new parameter set or a quick run).
+    `params` overrides the profile's sizes (for trying a new parameter set or a quick run);
+    `options` go to the prover (e.g. graphs, compile: see torch_prover.TorchProver).
     """
     prof = default_catalog().get(profile) if isinstance(profile, str) else profile
     if prof is None:
         raise ValueError(f"unknown profile {profile!r}")
     p = params or prof.params
-    prover = get_prover(backend or prof.backend)
+    prover = get_prover(backend or prof.backend, **(options or {}))
     ok = self_test(prover)
+    prover.warm_up(p)
     runs, opens = [], []
     for i in range(repeats):
         ch = _challenge(prof.key, p, f"run-{i}")

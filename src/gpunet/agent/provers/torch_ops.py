@@ -115,16 +115,25 @@ def row_digests(torch: Any, rows: Tensor, dt: Tensor, leaf: Tensor, mode: str) -
     The sketch is computed transposed, Dt @ rows^T (width, r), the same GEMM layout as the
     chain, which also leaves the words word-major for `fold`.
     """
-    s = matmul_exact(torch, dt, rows.t(), mode).to(torch.int64) + leaf[:, None]
-    return fold(mix64(s))
+    return digest_lanes(matmul_exact(torch, dt, rows.t(), mode), leaf)
+
+
+def digest_lanes(sketch: Tensor, leaf: Tensor) -> Tensor:
+    """(width, r) int32 sketch -> (r, 2) int64 digest lanes: all of a digest after its
+    GEMM, elementwise per row (what `torch.compile` may fuse into a few kernels)."""
+    return fold(mix64(sketch.long() + leaf[:, None]))
 
 
 def row_refs(
-    torch: Any, key: int, step: int, start: int, count: int, k: int, device: Any
+    torch: Any, key: int | Tensor, step: int | Tensor, start: int, count: int, k: int,
+    device: Any,
 ) -> Tensor:
     """(count, k) int64 reference steps of rows start.. of X_{step+1}; mirrors
-    core.pog.derive.row_refs bit for bit (`key` = derive.refs_key(seed, step, root))."""
+    core.pog.derive.row_refs bit for bit (`key` = derive.refs_key(seed, step, root)).
+
+    `key` and `step` may be device scalars (a recorded CUDA graph reads them at replay);
+    a tensor key is already in signed form (prf.to_signed64)."""
     rows = torch.arange(start, start + count, dtype=torch.int64, device=device)
     ctr = rows[:, None] * k + torch.arange(1, k + 1, dtype=torch.int64, device=device)
-    w = mix64(ctr * _GAMMA + to_signed64(key))
+    w = mix64(ctr * _GAMMA + (to_signed64(key) if isinstance(key, int) else key))
     return (lsr(w, 32) * step) >> 32  # both factors < 2^32, step < 2^13: no sign trouble

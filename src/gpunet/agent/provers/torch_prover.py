@@ -22,8 +22,10 @@ import numpy as np
 
 from gpunet.agent.provers import torch_ops as ops
 from gpunet.agent.provers.base import Prover, ProverError
+from gpunet.agent.provers.torch_steps import GraphSteps, StepKernel
 from gpunet.core.pog.derive import ChallengeKeys, refs_key
 from gpunet.core.pog.messages import Challenge
+from gpunet.core.pog.params import ChallengeParams
 from gpunet.core.pog.rowtree import StepTree
 
 
@@ -35,11 +37,20 @@ def import_torch() -> Any:
     return torch
 
 
+GRAPH_MODES = ("off", "buffered", "cuda")
+
+
 class TorchProver(Prover):
     name = "torch"
 
     def __init__(
-        self, device: str = "cpu", *, matmul: str | None = None, block_rows: int | None = None
+        self,
+        device: str = "cpu",
+        *,
+        matmul: str | None = None,
+        block_rows: int | None = None,
+        graphs: str | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if sys.byteorder != "little":  # pragma: no cover
@@ -48,6 +59,15 @@ class TorchProver(Prover):
         self.device = self.torch.device(device)
         self.matmul = matmul or ("f32" if self.device.type == "mps" else "int_mm")
         self.block_rows = block_rows
+        # "cuda": replay each step's small kernels from a CUDA graph (default on CUDA);
+        # "buffered": the same buffer order run eagerly (tests it on CPU); "off": in place.
+        self.graphs = graphs or ("cuda" if self.device.type == "cuda" else "off")
+        if self.graphs not in GRAPH_MODES:
+            raise ProverError(f"graphs must be one of {', '.join(GRAPH_MODES)}")
+        # torch.compile fuses a digest's few hundred elementwise kernels into a few; the
+        # first call per shape compiles (seconds to a minute): `warm_up` pays it early.
+        self.lanes = (self.torch.compile(ops.digest_lanes, dynamic=False, fullgraph=True)
+                      if compile else ops.digest_lanes)
         self.name = f"torch-{self.device.type}"
         self._x: Any = None
 
@@ -56,6 +76,18 @@ class TorchProver(Prover):
         self._x = None
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
+
+    def warm_up(self, params: ChallengeParams) -> None:
+        """Compile the digest for this size's blocks (when compiling) and touch the GEMM."""
+        torch, n = self.torch, params.n
+        blk = self._block(n)
+        with torch.inference_mode():
+            leaf = torch.zeros(params.digest_width, dtype=torch.int64, device=self.device)
+            for m in sorted({blk, n % blk or blk}):
+                a = torch.ones((params.digest_width, n), dtype=torch.int8, device=self.device)
+                b = torch.ones((n, m), dtype=torch.int8, device=self.device)
+                self.lanes(ops.matmul_exact(torch, a, b, self.matmul), leaf)
+        self.synchronize()
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -71,7 +103,7 @@ class TorchProver(Prover):
         return max(64, min(n, target // n // 64 * 64))
 
     def _run(self, challenge: Challenge) -> list[StepTree]:
-        torch, dev, mode = self.torch, self.device, self.matmul
+        torch, dev = self.torch, self.device
         p = challenge.params
         n, width = p.n, p.digest_width
         keys = ChallengeKeys.from_seed(challenge.seed, challenge.roll_call_seed)
@@ -83,46 +115,42 @@ class TorchProver(Prover):
             # the start, rather than after seconds of work.
             hist = torch.empty((p.steps + 1, n, n), dtype=torch.int8, device=dev)
             bt = torch.empty((n, n), dtype=torch.int8, device=dev)
-            dig = torch.empty((n, 2), dtype=torch.int64, device=dev)
             for r in range(0, n, blk):
                 m = min(blk, n - r)
                 hist[0, r : r + m] = ops.prf_rows(torch, keys.x0, r, m, n, dev)
                 bt[r : r + m] = ops.prf_rows(torch, keys.b, r, m, n, dev)
-                dig[r : r + m] = ops.row_digests(torch, hist[0, r : r + m], dt, leaf, mode)
-            trees = [self._tree(self._to_host(dig))]
-            self._step(hist, bt, 0, blk, mode)
+            steps = self._steps(hist, dt, leaf, blk, p)
+            trees = [self._tree(self._to_host(steps.digest(hist[0])))]
+            self._fresh(bt, hist[0], steps.target(0), blk)
             for t in range(p.steps):
                 # X_{t+1}'s fresh part is queued; its references need X_t's root.
-                key, k = refs_key(challenge.seed, t, trees[t].root), p.refs_at(t)
-                for r in range(0, n, blk):
-                    m = min(blk, n - r)
-                    out = hist[t + 1, r : r + m]
-                    if k:
-                        refs = ops.row_refs(torch, key, t, r, m, k, dev)
-                        idx = torch.arange(r, r + m, device=dev)
-                        for col in range(k):
-                            out += hist[refs[:, col], idx]
-                    dig[r : r + m] = ops.row_digests(torch, out, dt, leaf, mode)
-                pending = self._to_host(dig)
-                if t + 1 < p.steps:
-                    self._step(hist, bt, t + 1, blk, mode)  # runs while the host hashes
+                key = refs_key(challenge.seed, t, trees[t].root)
+                pending = self._to_host(steps.finish(t, key, p.refs_at(t)))
+                if t + 1 < p.steps:  # runs on the device while the host hashes
+                    self._fresh(bt, hist[t + 1], steps.target(t + 1), blk)
                 trees.append(self._tree(pending))
-            del bt
+            del bt, steps
         self._x = hist
         return trees
 
-    def _step(self, hist: Any, bt: Any, t: int, blk: int, mode: str) -> None:
-        """The fresh part of X_{t+1}: round(Bt @ X_t^T), written in place, block by block.
+    def _steps(self, hist: Any, dt: Any, leaf: Any, blk: int, p: Any) -> StepKernel:
+        if self.graphs == "off":
+            return StepKernel(self.torch, self.matmul, hist, dt, leaf, blk, self.lanes)
+        return GraphSteps(self.torch, self.matmul, hist, dt, leaf, blk, self.lanes,
+                          ks=(0, p.refs), capture=self.graphs == "cuda")
+
+    def _fresh(self, bt: Any, xt: Any, out: Any, blk: int) -> None:
+        """The fresh part of X_{t+1}: round(Bt @ X_t^T), written into `out` block by block.
 
         Queued on the device before the host waits for X_t's root, so the GEMM (the bulk
         of the step) runs while the host hashes the previous step's digests.
         """
-        torch, n = self.torch, hist.shape[1]
-        xt_t = hist[t].t()  # column-major view: the layout int8 GEMMs want for B
+        torch, n = self.torch, xt.shape[0]
+        xt_t = xt.t()  # column-major view: the layout int8 GEMMs want for B
         for r in range(0, n, blk):
             m = min(blk, n - r)
-            y = ops.matmul_exact(torch, bt[r : r + m], xt_t, mode)
-            hist[t + 1, r : r + m] = ops.round_byte(torch, y)
+            y = ops.matmul_exact(torch, bt[r : r + m], xt_t, self.matmul)
+            out[r : r + m] = ops.round_byte(torch, y)
 
     def _to_host(self, dig: Any) -> tuple[Any, Any]:
         """Start copying a step's (n, 2) digest lanes to the host (n x 16 bytes: the only
@@ -150,10 +178,18 @@ class TorchProver(Prover):
 
 
 class CudaProver(TorchProver):
-    """NVIDIA GPUs: int8 tensor cores."""
+    """NVIDIA GPUs: int8 tensor cores, each step's small kernels replayed from a graph."""
 
-    def __init__(self, device: str = "cuda", *, block_rows: int | None = None) -> None:
-        super().__init__(device, matmul="int_mm", block_rows=block_rows)
+    def __init__(
+        self,
+        device: str = "cuda",
+        *,
+        block_rows: int | None = None,
+        graphs: str | None = None,
+        compile: bool = True,
+    ) -> None:
+        super().__init__(device, matmul="int_mm", block_rows=block_rows, graphs=graphs,
+                         compile=compile)
 
 
 class MpsProver(TorchProver):
