@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import re
 import shlex
 import signal
 import subprocess
@@ -66,8 +67,8 @@ def main() -> None:
                 marks.setdefault("coordinator up, agents started", at)
             if line.startswith(f"devices: {args.agents} verified"):
                 marks.setdefault(f"all {args.agents} devices verified", at)
-            if line.startswith("epoch ") and " closed: paid " in line:
-                marks.setdefault("first epoch closed and paid", at)
+            if re.match(r"epoch \d+ closed: paid [1-9]", line):  # not the empty ones
+                marks.setdefault("first epoch closed that paid", at)
             if line.strip().startswith("gpunet rewards verify "):
                 command = line.strip()
         if command is None:

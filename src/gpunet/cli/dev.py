@@ -213,6 +213,9 @@ def up(port: int, agents: int, state: str) -> None:
         click.echo(f"development owner: {DEV_EMAIL} / {password}, paid to wallet {DEV_WALLET}")
         click.echo(f"epochs of {net.env['GPUNET_REWARDS_EPOCH_SECONDS']} s: the first payout "
                    "appears within a few minutes, with the command that verifies it")
+        operators = _operator_config(root, net.env)
+        click.echo(f"operator commands (gpunet admin ..., gpunet rewards ...) see this network "
+                   f"with: export GPUNET_CONFIG={operators}")
         click.echo(f"logs: {root}/coordinator.log, {root}/agent-*/agent.log; Ctrl-C to stop\n")
         signal.signal(signal.SIGTERM, _interrupt)
         _watch(net)
@@ -220,6 +223,29 @@ def up(port: int, agents: int, state: str) -> None:
         click.echo("\nstopping...")
     finally:
         net.stop()
+
+
+def _operator_config(root: Path, env: dict[str, str]) -> Path:
+    """Write the settings this network runs with as a config file (cli.config), so that
+    operator commands run anywhere use its database and its epoch lengths, not their own
+    defaults (which would refuse to close its epochs, or find no database)."""
+    from sqlalchemy.engine import make_url
+
+    from gpunet.cli.config import write_config
+    from gpunet.server.settings import Settings
+
+    values = {
+        name[len("GPUNET_"):].lower(): value
+        for name, value in env.items()
+        if name.startswith("GPUNET_") and name[len("GPUNET_"):].lower() in Settings.model_fields
+    }
+    url = make_url(values["database_url"])
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
+        # `make run` names the database relative to the checkout; the file is read anywhere.
+        values["database_url"] = str(url.set(database=str(Path(url.database).resolve())))
+    path = root / "coordinator.toml"
+    write_config(path, values)
+    return path
 
 
 def _watch(net: _Network) -> None:

@@ -58,7 +58,7 @@ def worker() -> None:
 @click.option(
     "--coordinator",
     help="the coordinator's URL [default: $GPUNET_COORDINATOR, else the config file's "
-    f"[worker] coordinator, else {DEFAULT_COORDINATOR}]",
+    f"[worker] coordinator, else the one this home enrolled with, else {DEFAULT_COORDINATOR}]",
 )
 @click.option(
     "--cpu-dev",
@@ -87,8 +87,14 @@ def enroll(
     from gpunet.agent.keystore import Keystore
     from gpunet.cli.config import worker_setting
 
-    coordinator = worker_setting("coordinator", coordinator) or DEFAULT_COORDINATOR
     root = _home(home)
+    # After the flag, variable and file: the coordinator this home enrolled with before
+    # (a re-enrollment, or --replace after losing the keys), then the local default.
+    previous = AgentConfig.load(root)
+    chosen = worker_setting("coordinator", coordinator) or (
+        previous.coordinator_url if previous else None
+    )
+    coordinator = chosen or DEFAULT_COORDINATOR
     found = _discover(cpu_dev, root)
     click.echo(
         f"found {len(found.gpus)} device(s): "
@@ -109,8 +115,10 @@ def enroll(
     except CoordinatorError as exc:
         raise click.ClickException(f"enrollment refused: {exc}") from exc
     except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the coordinator at {coordinator}: {exc}") from exc
-    previous = AgentConfig.load(root)
+        hint = "" if chosen else " (the default: pass --coordinator URL)"
+        raise click.ClickException(
+            f"cannot reach the coordinator at {coordinator}{hint}: {exc}"
+        ) from exc
     control = result.control or (previous.control if previous else None)
     AgentConfig(coordinator_url=coordinator, cpu_dev=cpu_dev, control=control).save(root)
     if control:
