@@ -178,8 +178,19 @@ def _control_endpoints(control: str | None, config: Any) -> list[tuple[str, int]
     help="HOST:PORT of the coordinator's control channel "
     "[default: the address the coordinator gave at enrollment]",
 )
+@click.option(
+    "--ray-cpus", envvar="GPUNET_RAY_CPUS", default=1, show_default=True,
+    type=click.IntRange(1, 1024), help="CPUs each of this host's cluster nodes offers Ray",
+)
+@click.option(
+    "--ray-node-ip", envvar="GPUNET_RAY_NODE_IP",
+    help="the address other cluster nodes and customers reach this host at "
+    "[default: this host's address on the route to the coordinator]",
+)
 @click.option("-v", "--verbose", is_flag=True)
-def run(home: str | None, control: str | None, verbose: bool) -> None:
+def run(
+    home: str | None, control: str | None, ray_cpus: int, ray_node_ip: str | None, verbose: bool
+) -> None:
     """Keep this host's devices on the network: heartbeats, proofs, cluster commands.
 
     Runs in the foreground until interrupted; reconnects by itself after coordinator
@@ -194,6 +205,8 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
     from gpunet.agent.hardware import hardware_report
     from gpunet.agent.keystore import Keystore
     from gpunet.agent.provers import get_prover
+    from gpunet.agent.ray_node import cluster_nodes
+    from gpunet.core.clusters import REPORT
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -222,6 +235,8 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
     def hardware_for(device_id: str) -> Any:
         return hardware_report(found.gpus, by_device[device_id])
 
+    nodes = cluster_nodes(root, endpoints[0], ray_node_ip, ray_cpus,
+                          {d: gpus.get(u) for d, u in by_device.items()})
     client = ControlClient(
         endpoints,
         [store.live_signer(d.gpu_uuid) for d in stored],
@@ -229,7 +244,9 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
         provers=prover_for,
         hardware=hardware_for,
         on_upgrade=lambda u: click.echo(f"coordinator says: {u}", err=True),
+        commands=nodes.handlers(),
     )
+    nodes.report = lambda args: client.command(REPORT, args)
     click.echo(
         f"running {len(stored)} device(s) against "
         + ", ".join(f"{h}:{p}" for h, p in endpoints)
@@ -240,7 +257,10 @@ def run(home: str | None, control: str | None, verbose: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(client.stop()))
-        await client.run()
+        try:
+            await client.run()
+        finally:
+            await nodes.stop_all()  # customers' nodes stop with the agent
 
     asyncio.run(main())
     click.echo("stopped")
