@@ -15,6 +15,8 @@ import logging
 
 import pytest
 
+from gpunet.core.errors import Conflict
+from gpunet.server.control import relay
 from gpunet.server.services.devices import RETIRED
 from tests.integration.conftest import Net
 from tests.integration.rewards_world import headers
@@ -24,6 +26,7 @@ from tests.integration.test_control import (
     background,
     finish,
     run,
+    schedule,
     serve,
     state_of,
     until,
@@ -127,3 +130,35 @@ def test_a_device_retired_while_connected_is_dropped_and_its_commands_refused(
         await finish(client, task, server)
 
     run(scenario())
+
+
+def test_a_refused_commitment_ends_that_proof_instead_of_holding_the_device(
+    net: Net, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The coordinator answers a commitment with an error naming the device (its `ref`):
+    the agent's exchange ends there and the device is free for its next challenge, rather
+    than waiting for a reply that never comes until the session drops."""
+    caplog.set_level(logging.INFO, logger=AGENT_LOG)
+    st = state_of(net)
+    [dev] = net.enroll(net.register(), count=1, **CPU_DEV)
+    refused: list[int] = []
+
+    def refuse(state: object, device_pk: int, body: bytes) -> tuple[str, dict[str, object]]:
+        refused.append(device_pk)
+        raise Conflict("challenge is no longer open")
+
+    monkeypatch.setattr(relay, "commit", refuse)
+
+    async def scenario() -> None:
+        server = await serve(st)
+        client = agent(net, [dev], [("127.0.0.1", server.port)])
+        task = await background(client)
+        await asyncio.wait_for(client.connected.wait(), 20)
+        assert await asyncio.to_thread(schedule, net, st) == 1
+        await until(lambda: len(refused) == 1)
+        await until(lambda: not client._proving)  # the device is no longer "proving"
+        assert client.connected.is_set() and client.sessions == 1  # on the same session
+        await finish(client, task, server)
+
+    run(scenario())
+    assert "coordinator refused: challenge is no longer open" in caplog.text

@@ -352,7 +352,7 @@ class ControlClient:
             elif kind in ("open", "verdict", "error") and "device" in msg:
                 link.resolve(("dev", control.device_id(msg["device"])), msg)
             elif kind == "error":
-                log.warning("coordinator error: %s", str(msg.get("message"))[:200])
+                self._error(link, msg)
             elif kind == "command":
                 commands.queue.put_nowait(control.parse_command(msg))
             elif kind == "command_result":
@@ -367,6 +367,17 @@ class ControlClient:
                 return
             else:
                 raise ProtocolError(f"unexpected message {kind[:32]!r}")
+
+    def _error(self, link: Link, msg: dict[str, Any]) -> None:
+        """An error naming a device (`ref`: a refused commitment or openings, a device the
+        coordinator let go) ends that device's exchange, which would otherwise wait for
+        a reply that never comes and hold the device busy until the session drops."""
+        ref = msg.get("ref")
+        named = isinstance(ref, str) and ref in self.signers
+        if named and link.resolve(("dev", str(ref)), msg):
+            return
+        log.warning("coordinator error%s: %s", f" for {ref}" if named else "",
+                    str(msg.get("message"))[:200])
 
     def _outcome(self, device_id: str, outcome: ProofOutcome) -> None:
         self.outcomes[device_id] = outcome
