@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     enrollment_max_devices: int = Field(16, ge=1, le=64)
     # Allowed clock skew for signed device requests; nonces are remembered this long.
     device_signature_window_s: int = Field(120, ge=10, le=900)
+    # Whether anyone may create an owner account (POST /api/v1/accounts).
     open_registration: bool = True
     # argon2id cost; production refuses less than OWASP's floor of 19 MiB.
     argon2_memory_kib: int = Field(65536, ge=1024, le=4 * 1024 * 1024)
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     address_writes_per_window: int = Field(600, ge=1)
     address_enrollments_per_window: int = Field(30, ge=1)
     address_logins_per_window: int = Field(30, ge=1)
+    # Keep the rate-limit counters in this Redis (shared by replicas) instead of the database.
     redis_url: str | None = None
 
     # Per-account sign-in throttle (docs/accounts.md): wrong passwords for one account,
@@ -83,6 +85,7 @@ class Settings(BaseSettings):
     # than this many device/account changes within one rate window.
     surge_principal_writes: int = Field(60, ge=1)
     surge_global_writes: int = Field(5000, ge=1)
+    # Alerts are also POSTed (JSON) to this URL as they are raised.
     alert_webhook_url: str | None = None
 
     # /metrics (docs/operations.md): when set, only `Authorization: Bearer <token>` reads it.
@@ -106,8 +109,11 @@ class Settings(BaseSettings):
     reissue_interval_s: float = Field(600, ge=1, le=86400)
     # Spot checks and cohort co-challenges reach one device at most once per this gap.
     min_challenge_gap_s: float = Field(900, ge=0, le=86400)
+    # Mean time between network-wide roll-calls (random, unannounced), and the share of
+    # the network each one challenges at the same moment.
     rollcall_mean_s: float = Field(24 * 3600, ge=60)
     rollcall_fraction: float = Field(1.0, gt=0, le=1)
+    # How often the proof scheduler looks for devices due a challenge.
     scheduler_tick_s: float = Field(5.0, gt=0, le=600)
 
     # Verified uptime and rewards (docs/rewards.md). The emission schedule is public data:
@@ -129,13 +135,18 @@ class Settings(BaseSettings):
     # The weight of `dev_only` catalog profiles (cpu-dev) in development, so a local
     # network can show an epoch that pays; production never pays them whatever this says.
     dev_reward_weight: float = Field(0.0, ge=0, le=100)
+    # Incident windows (T6, docs/rewards.md) credit a device verified and online in one of
+    # the last this many slots before the window, for at most this many of its slots.
     incident_lookback_slots: int = Field(5, ge=1, le=10_000)
     incident_max_credit_slots: int = Field(360, ge=0, le=100_000)
+    # Uptime rows of closed epochs older than this are pruned.
     uptime_retention_days: int = Field(90, ge=1, le=3650)
 
     # Prune expired nonces and counters in the background (every replica may do it).
     background_jobs: bool = True
+    # Proxies (addresses) whose X-Forwarded-For is believed for the caller's address.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Where the coordinator keeps local files (the development mail outbox).
     data_dir: Path = Path("var")
 
     @model_validator(mode="after")
