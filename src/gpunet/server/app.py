@@ -29,6 +29,13 @@ from gpunet.core.clock import Clock, SystemClock
 from gpunet.core.errors import Forbidden, GpunetError, RateLimited, Unauthenticated
 from gpunet.core.pog import load_catalog
 from gpunet.server import explorer as explorer_pages
+from gpunet.server.admission import (
+    DEMOTIONS_CAPACITY,
+    AdmissionGate,
+    AnonymousLane,
+    Classifier,
+    Demotions,
+)
 from gpunet.server.api import accounts, devices, explorer, heartbeat, proofs, rewards, worker
 from gpunet.server.api import clusters as cluster_routes
 from gpunet.server.api.deps import AppState
@@ -126,6 +133,7 @@ def create_app(
     _register_errors(app)
     _include_routers(app)
     explorer_pages.mount(app, state)
+    _add_admission(app, state)
     app.add_middleware(
         LimitsAndMetrics,
         metrics=state.metrics,
@@ -134,6 +142,26 @@ def create_app(
     )
     _add_probes(app, state.metrics, settings)
     return app
+
+
+def _add_admission(app: FastAPI, state: AppState) -> None:
+    """Added before LimitsAndMetrics, so it runs inside it: what the gate sheds is
+    counted and gets the security headers like any other response."""
+    s = state.settings
+    app.add_middleware(
+        AdmissionGate,
+        classifier=Classifier(
+            tokens=state.tokens,
+            clock=state.clock,
+            signature_window_s=s.device_signature_window_s,
+            oidc=state.oidc,
+            metrics_token=s.metrics_token.get_secret_value() if s.metrics_token else None,
+        ),
+        lane=AnonymousLane(s.admission_anonymous_slots, s.admission_anonymous_queue),
+        demotions=Demotions(s.admission_demote_s, capacity=DEMOTIONS_CAPACITY),
+        per_principal=s.admission_per_principal,
+        trusted_proxies=frozenset(s.trusted_proxies),
+    )
 
 
 def build_state(

@@ -127,8 +127,10 @@ class LimitsAndMetrics:
 
     def _record(self, scope: Scope, status: int, started: float) -> None:
         route = scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        kind = scope.get("state", {}).get("principal_kind", "anonymous")
+        state = scope.get("state", {})
+        # An inner middleware that answered before routing names itself (admission: "shed").
+        endpoint = getattr(route, "path", None) or state.get("endpoint", "unmatched")
+        kind = state.get("principal_kind", "anonymous")
         method = scope["method"]
         self.metrics.requests.labels(endpoint, method, str(status), kind).inc()
         self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

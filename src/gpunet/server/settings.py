@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     # Keep the rate-limit counters in this Redis (shared by replicas) instead of the database.
     redis_url: str | None = None
 
+    # Admission control (docs/operations.md), per worker process: requests without a
+    # credential checkable from headers alone (anonymous) share this many places in the
+    # app, entering one per turn of the event loop, so owners and devices come first.
+    admission_anonymous_slots: int = Field(8, ge=1, le=10_000)
+    # Admission control: anonymous requests that may wait for a place; the next one is
+    # shed (503 with Retry-After) without entering the app.
+    admission_anonymous_queue: int = Field(16, ge=1, le=100_000)
+    # Admission control: requests one owner or device may have in flight ahead of the
+    # anonymous; more wait in the anonymous lane.
+    admission_per_principal: int = Field(8, ge=1, le=10_000)
+    # Admission control: a device signature or identity-provider token refused with 401
+    # sends its address (IPv6: its /64) to the anonymous lane for this long.
+    admission_demote_s: int = Field(300, ge=1, le=86_400)
+
     # Per-account sign-in throttle (docs/accounts.md): wrong passwords for one account,
     # from any address, before an address the owner never used waits 2, 4, 8 ... s.
     login_backoff_after: int = Field(5, ge=1, le=1000)

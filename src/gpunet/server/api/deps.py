@@ -33,12 +33,8 @@ State = Annotated[AppState, Depends(state)]
 
 async def client_address(request: Request, st: State) -> str | None:
     peer = request.client.host if request.client else None
-    if peer and peer in st.settings.trusted_proxies:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        if hops:
-            return hops[-1][:64]
-    return peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    return ratelimit.forwarded_address(peer, forwarded, st.settings.trusted_proxies)
 
 
 Address = Annotated[str | None, Depends(client_address)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Collection
 from typing import Protocol
 
 from sqlalchemy import delete, text
@@ -40,6 +41,16 @@ def address_key(address: str | None) -> str | None:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
     return str(ip)
+
+
+def forwarded_address(peer: str | None, forwarded_for: str, trusted: Collection[str]) -> str | None:
+    """The caller's address: the peer's, or behind a trusted proxy the last hop it added
+    to X-Forwarded-For (earlier hops are whatever the client wrote)."""
+    if peer and peer in trusted:
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        if hops:
+            return hops[-1][:64]
+    return peer
 
 
 def window_start(now: dt.datetime, window_s: int) -> int:
