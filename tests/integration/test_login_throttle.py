@@ -25,9 +25,10 @@ from gpunet.server.app import create_app
 from gpunet.server.db.engine import Database
 from gpunet.server.db.tables import AuditRecord, LoginThrottle
 from gpunet.server.services.login_throttle import Policy
-from gpunet.server.services.mailer import MemoryMailer
+from gpunet.server.services.mailer import MemoryMailer, SmtpMailer
 from gpunet.server.services.ratelimit import address_key
 from tests.integration.conftest import make_settings
+from tests.smtp import HOST, relay
 
 EMAIL = "victim@example.com"
 PASSWORD = "correct horse battery"
@@ -196,6 +197,32 @@ def test_the_e_mailed_token_unlocks_and_makes_its_address_known(world: World) ->
     world.lock()
     assert len(world.mailer.sent) == 2
     assert world.login("100.64.0.5", PASSWORD).status_code == 200
+
+
+def test_the_lock_out_mail_reaches_the_owner_through_an_smtp_relay(
+    database: Database, database_url: str, clock: FrozenClock
+) -> None:
+    with relay() as (inbox, port):
+        settings = make_settings(
+            database_url, **THROTTLE, smtp_host=HOST, smtp_port=port, smtp_security="none"
+        )
+        app = create_app(settings, database=database, clock=clock)
+        mailer = app.state.gpunet.mailer
+        assert isinstance(mailer, SmtpMailer)  # the factory's choice, not a test's fake
+        # (The World's own MemoryMailer is not the app's here: the app sends over SMTP.)
+        w = World(app, clock, database, database_url, MemoryMailer())
+        r = w.client(HOME).post("/api/v1/accounts", json={"email": EMAIL, "password": PASSWORD})
+        assert r.status_code == 201, r.text
+        w.lock()
+        assert mailer.flush(30)
+    [(recipients, mail)] = inbox.mails
+    assert recipients == [EMAIL]
+    assert mail["To"] == EMAIL
+    assert mail["From"] == "gpunet@127.0.0.1"  # from GPUNET_PUBLIC_URL's host
+    token = mail.get_content().split("Unlock token: ", 1)[1].split()[0]
+    cafe = w.client("100.64.0.5")
+    assert cafe.post("/api/v1/auth/unlock", json={"token": token}).status_code == 204
+    assert w.login("100.64.0.5", PASSWORD).status_code == 200
 
 
 def test_an_expired_unlock_token_is_refused(world: World) -> None:

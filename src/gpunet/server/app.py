@@ -57,7 +57,7 @@ from gpunet.server.security.passwords import Passwords
 from gpunet.server.security.secrets import derive_key
 from gpunet.server.security.tokens import AccessTokens
 from gpunet.server.services.attestation import AttestationVerifier, NoAttestation
-from gpunet.server.services.mailer import LogMailer, Mailer, OutboxMailer
+from gpunet.server.services.mailer import LogMailer, Mailer, OutboxMailer, SmtpMailer, SmtpRelay
 from gpunet.server.services.proofs import ProofPolicy
 from gpunet.server.services.ratelimit import Counters, DatabaseCounters, RedisCounters
 from gpunet.server.services.reward_config import load_config
@@ -199,8 +199,22 @@ def build_state(
 
 
 def _mailer(settings: Settings) -> Mailer:
-    # No mail server ships with the coordinator: in development unlock tokens land in
-    # files a developer can open; elsewhere only the fact that mail was due is logged.
+    # No mail server ships with the coordinator: the operator's relay if one is set;
+    # without one, in development unlock tokens land in files a developer can open, and
+    # elsewhere only the fact that mail was due is logged.
+    if settings.smtp_host:
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        return SmtpMailer(
+            SmtpRelay(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                security=settings.smtp_security,
+                sender=settings.mail_sender,
+                username=settings.smtp_username,
+                password=password,
+                timeout_s=settings.smtp_timeout_s,
+            )
+        )
     if settings.development:
         return OutboxMailer(settings.data_dir / "outbox")
     return LogMailer()

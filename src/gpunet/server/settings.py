@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "dev-insecure-change-me"  # noqa: S105 - refused outside development
+MIN_METRICS_TOKEN = 32
 
 
 class Environment(enum.StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class SmtpSecurity(enum.StrEnum):
+    STARTTLS = "starttls"  # plain connect, then upgraded (submission, port 587)
+    TLS = "tls"  # TLS from the first byte (port 465)
+    NONE = "none"  # a relay on a trusted network only
 
 
 class Settings(BaseSettings):
@@ -95,6 +103,23 @@ class Settings(BaseSettings):
     # right password stays known, and never waits, this many days.
     login_known_address_days: int = Field(180, ge=1, le=3650)
 
+    # Mail to owners (a locked account's unlock token) through this SMTP relay. Unset:
+    # development writes each mail under GPUNET_DATA_DIR/outbox, elsewhere it is only
+    # logged, never sent (docs/operations.md).
+    smtp_host: str | None = None
+    # Mail: the relay's port (587 for starttls, 465 for tls).
+    smtp_port: int = Field(587, ge=1, le=65535)
+    # Mail: `starttls` (submission, port 587), `tls` (implicit TLS, port 465) or `none`
+    # (a relay on a trusted network; refused with a password outside development).
+    smtp_security: SmtpSecurity = SmtpSecurity.STARTTLS
+    # Mail: the relay's login, if it asks for one.
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # Mail: how long to wait on the relay (mail is sent off the request's thread).
+    smtp_timeout_s: float = Field(10.0, gt=0, le=120)
+    # Mail: the From address (default: gpunet@ the public URL's host).
+    mail_from: str | None = None
+
     # Write-surge detection: alert when one principal or the whole network writes more
     # than this many device/account changes within one rate window.
     surge_principal_writes: int = Field(60, ge=1)
@@ -173,6 +198,7 @@ class Settings(BaseSettings):
                     "outside development (e.g. `python -c 'import secrets; "
                     "print(secrets.token_urlsafe(48))'`)"
                 )
+        self._refuse_weak_operator_settings()
         if self.environment is Environment.PRODUCTION and self.argon2_memory_kib < 19456:
             raise ValueError("GPUNET_ARGON2_MEMORY_KIB must be at least 19456 in production")
         if self.rewards_settle_s < self.uptime_flush_s:
@@ -188,6 +214,29 @@ class Settings(BaseSettings):
                 "GPUNET_OIDC_ISSUER"
             )
         return self
+
+    def _refuse_weak_operator_settings(self) -> None:
+        if self.development:
+            return
+        token = self.metrics_token.get_secret_value() if self.metrics_token else None
+        if token is not None and len(token) < MIN_METRICS_TOKEN:
+            # Anyone who guesses it reads traffic per endpoint and caller kind.
+            raise ValueError(
+                f"GPUNET_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN} characters "
+                "outside development (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`)"
+            )
+        if self.smtp_host and self.smtp_security is SmtpSecurity.NONE and self.smtp_password:
+            raise ValueError(
+                "GPUNET_SMTP_SECURITY=none would send GPUNET_SMTP_PASSWORD in the clear: "
+                "use starttls or tls outside development"
+            )
+
+    @property
+    def mail_sender(self) -> str:
+        if self.mail_from:
+            return self.mail_from
+        return f"gpunet@{urlsplit(self.public_url).hostname or 'localhost'}"
 
     @property
     def development(self) -> bool:
