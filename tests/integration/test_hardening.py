@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from gpunet.cli import server as cli_server
 from gpunet.core.clock import FrozenClock
 from gpunet.core.models import HardwareClaim
+from gpunet.server.admission import SHED_ENDPOINT
 from gpunet.server.api import schemas
 from gpunet.server.api.explorer import CACHE
 from gpunet.server.app import create_app
@@ -292,9 +293,12 @@ def test_the_shipped_alert_rules_watch_the_metric_the_middleware_writes() -> Non
     rules_file = Path(__file__).resolve().parents[2] / "deploy/prometheus/gpunet-alerts.yml"
     groups = yaml.safe_load(rules_file.read_text())["groups"]
     rules = {r["alert"]: r for g in groups for r in g["rules"]}
-    assert {"GpunetInternalError", "GpunetServerErrorRate"} <= set(rules)
+    assert {"GpunetInternalError", "GpunetServerErrorRate", "GpunetShedding"} <= set(rules)
     for name in ("GpunetInternalError", "GpunetServerErrorRate"):
         expr = rules[name]["expr"]
         assert "gpunet_requests_total" in expr and "status" in expr, expr
+    # Shedding is reported on its own, under the endpoint admission control writes.
+    assert f'endpoint!="{SHED_ENDPOINT}"' in rules["GpunetServerErrorRate"]["expr"]
+    assert f'endpoint="{SHED_ENDPOINT}"' in rules["GpunetShedding"]["expr"]
     # The labels the rules group and filter by are the counter's.
     assert Metrics().requests._labelnames == ("endpoint", "method", "status", "principal")

@@ -68,6 +68,7 @@ from gpunet.server.services.ratelimit import address_key, forwarded_address
 # Probes a load balancer must always get through (cheap: no database, no body).
 UNGATED = frozenset({"/healthz"})
 SHED_RETRY_AFTER_S = 1
+SHED_ENDPOINT = "shed"  # the `endpoint` label of shed requests in /metrics
 SHED_PAUSE_S = 0.25
 # Paused sheds at once (a sleeping task each); past this many, sheds go out at once.
 MAX_PAUSED_SHEDS = 10_000
@@ -400,8 +401,8 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
 
 
 async def _shed(scope: Scope, send: Send) -> None:
-    # Counted in /metrics under the endpoint "shed" (server.middleware reads it).
-    scope.setdefault("state", {})["endpoint"] = "shed"
+    # Counted in /metrics under its own endpoint label (server.middleware reads it).
+    scope.setdefault("state", {})["endpoint"] = SHED_ENDPOINT
     body = json.dumps(
         {
             "error": {
