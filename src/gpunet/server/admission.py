@@ -76,9 +76,6 @@ MAX_PAUSED_SHEDS = 10_000
 # one per this gap (500 a second): well above what one worker serves when it is not
 # saturated, and under a flood it leaves honest requests most of the loop.
 PRIORITY_GAP_S = 0.002
-SHED_PAUSE_S = 0.25
-# Paused sheds at once (a sleeping task each); past this many, sheds go out at once.
-MAX_PAUSED_SHEDS = 10_000
 # Demoted addresses and sessions remembered at once (about 100 bytes each).
 DEMOTIONS_CAPACITY = 100_000
 
@@ -89,6 +86,7 @@ class Credential:
 
     principal: str  # what `per_principal` counts: "owner:12", "device:dev_...", ...
     demote_key: str  # what a 401 demotes: the session of a verified token, else the address
+    provisional: bool = False  # well-formed only: the app has yet to check it in full
 
 
 class Classifier:
@@ -128,14 +126,14 @@ class Classifier:
             return Credential(f"owner:{claims.owner_id}", f"session:{claims.session_id}")
         if self._oidc is not None and self._oidc.claims_issuer(token):
             subject = _unverified_subject(token)
-            return Credential(f"oidc:{subject}", f"address:{address_key(address)}")
+            return Credential(f"oidc:{subject}", f"address:{address_key(address)}", True)
         return None
 
     def _device(self, header: str, address: str | None) -> Credential | None:
         auth = signing.parse_auth_header(header)
         if auth is None or abs(auth.timestamp - self._clock.now().timestamp()) > self._window_s:
             return None
-        return Credential(f"device:{auth.device_id}", f"address:{address_key(address)}")
+        return Credential(f"device:{auth.device_id}", f"address:{address_key(address)}", True)
 
 
 def _unverified_subject(token: str) -> str:
@@ -329,8 +327,7 @@ class AdmissionGate:
         credential = self.classifier.credential(authorization, address)
         if credential is None or self.demotions.is_demoted(credential.demote_key):
             return None
-        provisional = credential.demote_key.startswith("address:")
-        if provisional and self.demotions.full:
+        if credential.provisional and self.demotions.full:
             return None
         if self.in_flight.get(credential.principal, 0) >= self.per_principal:
             return None
