@@ -1,16 +1,24 @@
 """External identity providers: JWTs from a configured issuer, checked against its JWKS.
 
 The test plays the provider: it makes an RSA key set and serves it over HTTP on
-loopback, as Auth0, Okta or Keycloak would at their JWKS address.
+loopback, as Auth0, Okta or Keycloak would at their JWKS address. For the explorer's
+sign-in it is also the authorization server: `/authorize` signs `signing_in` in at once
+and redirects back with a code; `/token` redeems a code once, for the client and
+redirect URI it was issued to and the PKCE verifier of its challenge (RFC 6749, 7636).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import pytest
@@ -32,13 +40,31 @@ class Provider:
     def __init__(self) -> None:
         self.keys = {"k1": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
         self.fetches = 0
+        self.signing_in = "auth0|alice"  # the user at the provider's login screen
+        self.nonce_override: str | None = None  # an ID token minted for another sign-in
+        self.now: Callable[[], int] = lambda: int(time.time())
+        self.codes: dict[str, dict[str, str]] = {}
+        self.redeemed: list[str] = []
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path.startswith("/authorize?"):
+                    self.send_response(302)
+                    self.send_header("Location", provider.authorize(self.path))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 provider.fetches += 1
-                body = json.dumps(provider.jwks()).encode()
-                self.send_response(200)
+                self._json(200, provider.jwks())
+
+            def do_POST(self) -> None:
+                form = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                self._json(*provider.redeem(parse_qs(form)))
+
+            def _json(self, status: int, value: dict[str, Any]) -> None:
+                body = json.dumps(value).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -52,8 +78,44 @@ class Provider:
         self.thread.start()
 
     @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def authorize(self, path: str) -> str:
+        """The redirect back to the client, with a fresh code bound to this request."""
+        q = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+        assert q["response_type"] == "code" and q["code_challenge_method"] == "S256"
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = {
+            "client_id": q["client_id"],
+            "redirect_uri": q["redirect_uri"],
+            "challenge": q["code_challenge"],
+            "nonce": q["nonce"],
+            "sub": self.signing_in,
+        }
+        return q["redirect_uri"] + "?" + urlencode({"code": code, "state": q["state"]})
+
+    def redeem(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        f = {k: v[0] for k, v in form.items()}
+        grant = self.codes.pop(f.get("code", ""), None)  # a code is good once
+        self.redeemed.append(f.get("code", ""))
+        verifier = f.get("code_verifier", "").encode()
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+        if (
+            grant is None
+            or f.get("grant_type") != "authorization_code"
+            or f.get("client_id") != grant["client_id"]
+            or f.get("redirect_uri") != grant["redirect_uri"]
+            or challenge.decode() != grant["challenge"]
+        ):
+            return 400, {"error": "invalid_grant"}
+        nonce = self.nonce_override or grant["nonce"]
+        token = self.token(self.now(), sub=grant["sub"], aud=grant["client_id"], nonce=nonce)
+        return 200, {"access_token": "opaque", "token_type": "Bearer", "id_token": token}
+
+    @property
     def jwks_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+        return f"{self.base_url}/.well-known/jwks.json"
 
     def jwks(self) -> dict[str, Any]:
         out = []
