@@ -66,16 +66,35 @@ def signed_in(request: Request, session: Session, now: dt.datetime) -> Signed | 
     return Signed(auth.owner_id, sid)
 
 
-def parse_form(body: bytes, names: tuple[str, ...]) -> dict[str, str]:
-    """The named fields of a urlencoded form, each once and at most 1,024 characters;
-    anything else in the form is ignored, a malformed one reads as empty."""
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class Form:
+    fields: dict[str, str]
+    problem: tuple[int, str] | None = None  # (status, message) when it is refused
+
+
+def read_form(request: Request, body: bytes, limits: dict[str, int]) -> Form:
+    """The named fields of the urlencoded form our own pages post, each at most once
+    and within its limit (the template's maxlength). Anything else is refused before a
+    credential is looked at, rather than read as an empty field: another content type
+    (415), a body that does not decode, over 16 fields, a field twice or too long (422)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != FORM_TYPE:
+        return Form({}, (415, "This page accepts only the form it sent."))
     try:
         raw = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=16)
     except (UnicodeDecodeError, ValueError):
-        return {}
-    return {
-        n: raw[n][0] for n in names if n in raw and len(raw[n]) == 1 and len(raw[n][0]) <= 1024
-    }
+        return Form({}, (422, "The form could not be read."))
+    fields = {}
+    for name, limit in limits.items():
+        values = raw.get(name, [])
+        if len(values) > 1 or any(len(v) > limit for v in values):
+            return Form({}, (422, "A field of the form is repeated or too long."))
+        if values:
+            fields[name] = values[0]
+    return Form(fields)
 
 
 # -- signing in and out ------------------------------------------------------------------
@@ -115,13 +134,15 @@ def start_session(request: Request, response: Response, session_id: str) -> None
 
 @router.post("/account/signin", dependencies=[Depends(tighter_limit("login"))])
 def signin(request: Request, st: State, ctx: AnonCtx, body: Body) -> Response:
-    form = parse_form(body, ("email", "password", "csrf"))
+    form = read_form(request, body, {"email": 254, "password": 256, "csrf": 128})
+    if form.problem is not None:
+        return _signin_page(request, st, form.problem[1], form.problem[0])
     presession = jar(request).open("presession", request.cookies.get(cookies.PRESESSION))
     if not cookies.same_origin(request, st.settings.public_url) or not jar(request).csrf_ok(
-        presession, form.get("csrf")
+        presession, form.fields.get("csrf")
     ):
         return _signin_page(request, st, "The form expired; please sign in again.", 403)
-    email, password = form.get("email", "")[:254], form.get("password", "")[:256]
+    email, password = form.fields.get("email", ""), form.fields.get("password", "")
     try:
         pair = accounts.login(
             ctx, st.tokens, st.passwords, email=email, password=password,
@@ -139,23 +160,28 @@ def signin(request: Request, st: State, ctx: AnonCtx, body: Body) -> Response:
     return response
 
 
+def _refusal(request: Request, message: str, status: int) -> Response:
+    return pages(request).render(
+        request, "error.html", {"title": "Refused", "message": message},
+        status=status, public=False,
+    )
+
+
 @router.post("/account/signout")
 def signout(request: Request, st: State, session: DbSession, body: Body) -> Response:
     now = st.clock.now()
+    form = read_form(request, body, {"csrf": 128})
+    if form.problem is not None:
+        return _refusal(request, form.problem[1], form.problem[0])
     who = signed_in(request, session, now)
-    form = parse_form(body, ("csrf",))
     response = RedirectResponse("/", status_code=303)
     if who is None:
         jar(request).clear(response, cookies.SESSION)
         return response
     if not cookies.same_origin(request, st.settings.public_url) or not jar(request).csrf_ok(
-        who.session_id, form.get("csrf")
+        who.session_id, form.fields.get("csrf")
     ):
-        return pages(request).render(
-            request, "error.html",
-            {"title": "Refused", "message": "The form expired; reload the page and try again."},
-            status=403, public=False,
-        )
+        return _refusal(request, "The form expired; reload the page and try again.", 403)
     actor = Principal(PrincipalKind.OWNER, str(who.owner_id), owner_id=who.owner_id,
                       scopes=WEB_SCOPES, session_id=who.session_id)
     accounts.revoke_session(Ctx(session, st.settings, now, actor, None), who.session_id)
