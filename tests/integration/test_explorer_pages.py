@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import secrets
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
 from gpunet.core.clock import FrozenClock
 from gpunet.server.api import explorer_views
-from gpunet.server.app import create_app
+from gpunet.server.app import background_jobs, create_app
 from gpunet.server.db.engine import Database
-from gpunet.server.db.tables import AuthSession
+from gpunet.server.db.tables import AuthSession, Challenge, Device, NetworkSnapshot
+from gpunet.server.services import explorer_history, uptime
 from gpunet.server.state import AppState
 from tests.explorer_world import ALPHA, World, seed
 from tests.integration.conftest import Net, make_settings
@@ -90,6 +94,80 @@ def test_history_keeps_hourly_snapshots(world: tuple[Net, World]) -> None:
     assert {p["verified"] for p in h["items"]} == {3}
     assert sum(p["proofs_passed"] for p in h["items"]) == 2
     assert sum(p["proofs_failed"] for p in h["items"]) == 1
+
+
+def _hour_of_activity(net: Net, st: AppState, start: dt.datetime, devices: list[str]) -> None:
+    """In the hour from `start`: proofs passed, passed, failed, missed; the first device
+    up for 10 slots and the second for 20 (through the uptime flusher's own merge)."""
+    clock = st.rewards.schedule.clock
+    first = clock.global_slot_ceil(start.timestamp())
+    with net.database.transaction() as s:
+        pks = [s.execute(select(Device.id).where(Device.public_id == d)).scalar_one()
+               for d in devices]
+        for i, outcome in enumerate(["passed", "passed", "failed", "missed"]):
+            at = start + dt.timedelta(minutes=5 + 10 * i)
+            s.add(Challenge(
+                id=secrets.token_hex(16), device_id=pks[0], kind="spot", batch=f"h{i}",
+                profile="h100-sxm", body="{}", issued_at=at, deadline=at, completed_at=at,
+                outcome=outcome))
+        bits: dict[tuple[int, int], int] = {}
+        for pk, count in zip(pks, (10, 20), strict=True):
+            for slot in range(first, first + count):
+                key = (slot // uptime.CHUNK_SLOTS, pk)
+                bits[key] = bits.get(key, 0) | 1 << slot % uptime.CHUNK_SLOTS
+        uptime.merge_bits(s, bits)
+
+
+def _plotted(html: str) -> tuple[int, int]:
+    """(points on the verified-supply line, bars in the proofs plot)."""
+    supply = re.search(r'<polyline class="line s1" points="([^"]+)"', html)
+    assert supply
+    return len(supply.group(1).split()), html.count("<rect ")
+
+
+def test_snapshot_job_writes_its_hour_once_and_the_plots_read_it(
+    world: tuple[Net, World],
+) -> None:
+    net, w = world
+    st: AppState = net.client.app.state.gpunet  # type: ignore[attr-defined]
+    (job,) = [j for j in background_jobs(st) if j.name == "explorer-history"]
+    hour = explorer_history.period_of(net.clock.now())  # in progress, not yet kept
+    start = explorer_history.period_start(hour)
+    _hour_of_activity(net, st, start, [w.proven, w.a_devices[1]])
+    net.clock.advance(3600)  # the hour has ended: the job's pass keeps it
+    before = _plotted(net.client.get("/").text)
+    assert job.run_once() is True
+
+    with net.database.read() as s:
+        kept = s.get(NetworkSnapshot, hour)
+        assert kept is not None and s.query(NetworkSnapshot).count() == 5
+        row = {c.name: getattr(kept, c.name) for c in NetworkSnapshot.__table__.columns}
+    profiles = [st.catalog.get(p) for p in ("h100-sxm", "h100-sxm", "rtx-4090")]
+    assert row["at"].replace(tzinfo=dt.UTC) == start
+    assert (row["verified"], row["pending"], row["suspect"], row["suspended"]) == (3, 1, 0, 1)
+    assert row["verified_vram_mib"] == 2 * 81559 + 24564
+    assert row["verified_int8_tops"] == pytest.approx(sum(
+        p.peak_int8_tops for p in profiles if p and p.peak_int8_tops))
+    assert (row["online_devices"], row["online_slots"]) == (2, 30)
+    assert (row["proofs_passed"], row["proofs_failed"], row["proofs_missed"]) == (2, 1, 1)
+
+    # Within its period another pass (or another replica) writes nothing, even though the
+    # network has changed since: the hour keeps what was taken first.
+    with net.database.transaction() as s:
+        s.execute(update(Device).where(Device.public_id == w.b_devices[1]).values(
+            status="verified"))
+    net.clock.advance(1500)
+    assert job.run_once() is False
+    with net.database.read() as s:
+        kept = s.get(NetworkSnapshot, hour)
+        assert kept is not None and kept.verified == 3 and kept.taken_at == row["taken_at"]
+
+    points = {p["at"]: p for p in net.client.get("/api/v1/explorer/history?hours=6").json()[
+        "items"]}
+    served = points[start.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    assert (served["verified"], served["proofs_passed"], served["proofs_missed"]) == (3, 2, 1)
+    after = _plotted(net.client.get("/").text)
+    assert after == (before[0] + 1, before[1] + 3)  # one more hour; passed, failed, missed
 
 
 def test_search_opens_a_device_or_an_epoch(world: tuple[Net, World]) -> None:
