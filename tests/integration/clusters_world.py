@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +63,15 @@ def ready_devices(
     return devs
 
 
-def heard(net: Net) -> None:
-    """Every device's heartbeat heard now (the uptime flush writes this)."""
+def heard(net: Net, but: Collection[str] = ()) -> None:
+    """Every device's heartbeat heard now (the uptime flush writes this), except `but`'s
+    (public ids): their agents are gone."""
     with net.database.transaction() as s:
-        s.execute(update(Device).values(last_heartbeat_at=net.clock.now()))
+        s.execute(
+            update(Device)
+            .where(Device.public_id.not_in(list(but)))
+            .values(last_heartbeat_at=net.clock.now())
+        )
 
 
 @dataclass
@@ -123,6 +129,7 @@ class FakeAgents:
     def settle(self, rounds: int = 20) -> None:
         """Answer commands and run the driver until nothing moves."""
         job = ClusterDriver(self.net.database, self.net.clock, self.st.catalog, self.st.clusters)
+        heard(self.net, but=self.down)
         for _ in range(rounds):
             job.run_once()
             if not self.step():

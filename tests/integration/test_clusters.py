@@ -39,9 +39,8 @@ def gone_for_good(net: Net, fake: FakeAgents, device_id: str) -> None:
     with net.database.read() as s:
         row_id = s.execute(select(Device.id).where(Device.public_id == device_id)).scalar_one()
     with net.database.transaction() as s:
-        agents.sessions_gone(s, {row_id: net.clock.now()}, net.clock.now())
+        agents.sessions_gone(s, [row_id], net.clock.now())
     net.clock.advance(fake.st.clusters.lost_after_s + 1)
-    heard(net)
     fake.settle()
 
 
@@ -266,3 +265,48 @@ def test_placement_prefers_one_host_then_one_network(net: Net) -> None:
     assert [m["device_id"] for m in c["members"]] != []  # type: ignore[union-attr]
     FakeAgents(net, st).settle()
     assert near  # placed above or left free: either way one host group was preferred
+
+
+def test_the_fast_path_places_as_the_whole_network_would(net: Net) -> None:
+    """reservation.on_best_host reads one host's devices; placement on them must choose
+    what it chooses on every candidate."""
+    import random
+
+    from sqlalchemy import update
+
+    from gpunet.core.clusters import ClusterRequest
+    from gpunet.core.placement import Placement, place
+    from gpunet.server.services.clusters import reservation
+
+    st = state_of(net)
+    supplier = net.register()
+    rng = random.Random(7)
+    devs = []
+    for h in range(8):
+        devs += ready_devices(net, supplier, rng.randint(1, 4), host=f"host-fingerprint-{h:04d}")
+    # Some are offline, some not verified, some owe a proof.
+    with net.database.transaction() as s:
+        for d in devs:
+            roll = rng.random()
+            if roll < 0.15:
+                change = {"last_heartbeat_at": net.clock.now().replace(year=2025)}
+            elif roll < 0.25:
+                change = {"status": "suspect"}
+            elif roll < 0.3:
+                change = {"proof_owed_since": net.clock.now()}
+            else:
+                continue
+            s.execute(update(Device).where(Device.public_id == d.device_id).values(**change))
+    for count in (1, 2, 3, 4):
+        request = ClusterRequest(count=count)
+        with net.database.read() as s:
+            kw = {"now": net.clock.now(), "online_window_s": st.clusters.online_window_s}
+            fast = reservation.on_best_host(s, request, st.catalog, **kw)
+            whole = place(request, reservation.candidates(s, request, st.catalog, **kw),
+                          net.clock.now())
+        if fast is None:
+            assert not isinstance(whole, Placement) or whole.scope != "host"
+            continue
+        got = place(request, fast, net.clock.now())
+        assert isinstance(got, Placement) and isinstance(whole, Placement)
+        assert [c.id for c in got.devices] == [c.id for c in whole.devices]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gpunet import __version__
-from gpunet.cli import admin, codes, dev, devices, incidents, rewards, server, worker
+from gpunet.cli import admin, clusters, codes, dev, devices, incidents, rewards, server, worker
 from gpunet.cli.calibrate import calibrate
 from gpunet.cli.login import login
 
@@ -34,3 +34,4 @@ cli.add_command(dev.dev)
 cli.add_command(login)
 cli.add_command(devices.devices)
 cli.add_command(codes.codes)
+cli.add_command(clusters.cluster)

@@ -52,9 +52,9 @@ def settle(state: AppState, command_id: str, ok: bool, result: Any) -> None:
         agents.answered(session, _drive(state)(session), command_id, ok=ok, result=result)
 
 
-def gone(state: AppState, joined: dict[int, dt.datetime]) -> None:
+def gone(state: AppState, devices: list[int], at: dt.datetime) -> None:
     with state.database.transaction() as session:
-        agents.sessions_gone(session, joined, state.clock.now())
+        agents.sessions_gone(session, devices, at)
 
 
 def back(state: AppState, devices: list[int]) -> None:
@@ -73,7 +73,6 @@ class ClusterRelay:
 
     def __init__(self, server: ControlServer) -> None:
         self.server = server
-        self.joined: dict[int, dt.datetime] = {}  # device row id -> its session's start
         self.delivered = 0
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -86,16 +85,13 @@ class ClusterRelay:
 
     # -- session events --------------------------------------------------------------
     def attached(self, pks: Collection[int]) -> None:
-        now = self.state.clock.now()
-        for pk in pks:
-            self.joined[pk] = now
         devices = list(pks)
         self._event(lambda: back(self.state, devices))
 
     def detached(self, pks: Collection[int]) -> None:
-        joined = {pk: self.joined.pop(pk, self.state.clock.now()) for pk in pks}
-        if joined:
-            self._event(lambda: gone(self.state, joined))
+        devices, at = list(pks), self.state.clock.now()
+        if devices:
+            self._event(lambda: gone(self.state, devices, at))
 
     def _event(self, call: Callable[[], Any]) -> None:
         try:

@@ -33,18 +33,12 @@ def _holding(session: Session, device_ids: Collection[int]) -> list[ClusterMembe
     )
 
 
-def sessions_gone(
-    session: Session, joined: dict[int, dt.datetime], now: dt.datetime
-) -> int:
-    """Devices (row id -> when their session joined) whose session ended here: their
-    nodes are unreachable from now, unless the host has joined again since (on another
-    replica: its device's last_seen_at is then newer than this session)."""
+def sessions_gone(session: Session, device_ids: Collection[int], now: dt.datetime) -> int:
+    """Devices whose session ended here: their nodes are unreachable from now. If the
+    host has joined another replica meanwhile, its heartbeats say so (the driver clears
+    the mark when one is heard after it, services.clusters.driver)."""
     marked = 0
-    for member in _holding(session, joined):
-        device = session.get(Device, member.device_id)
-        seen = device.last_seen_at if device is not None else None
-        if seen is not None and seen > joined[member.device_id]:
-            continue
+    for member in _holding(session, device_ids):
         if member.unreachable_since is None:
             member.unreachable_since = now
             marked += 1

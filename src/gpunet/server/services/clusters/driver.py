@@ -123,16 +123,21 @@ def _ending_reason(d: Drive, cluster: Cluster) -> str | None:
 
 
 def _lose_unreachable(d: Drive, members: list[tuple[ClusterMember, str]]) -> None:
-    """Nodes whose agent left its session (on any replica) `lost_after_s` ago, or was
-    not heard from within the online window (a replica that died could not say)."""
+    """Nodes whose agent left its session (on any replica) `lost_after_s` ago and has
+    not been heard from since, or was not heard from within the online window (a
+    replica that died could not say). A heartbeat heard after the mark means the host
+    is back, on this replica or another: the mark goes. (The last heartbeat is written
+    at most every 30 s plus a flush: `lost_after_s` must be longer, docs/clusters.md.)"""
     limit = dt.timedelta(seconds=d.settings.lost_after_s)
     silent = d.now - dt.timedelta(seconds=d.settings.online_window_s)
     for m, pid in members:
         if m.status not in (M.STARTING, M.RUNNING):
             continue
-        gone = m.unreachable_since
         device = d.session.get(Device, m.device_id)
         heard = device.last_heartbeat_at if device is not None else None
+        gone = m.unreachable_since
+        if gone is not None and heard is not None and heard > gone:
+            m.unreachable_since = gone = None
         if gone is not None and d.now - gone >= limit:
             _set(d, m, pid, M.LOST, f"its agent has been gone since {gone.isoformat()}")
         elif heard is not None and heard < silent and m.placed_at < silent:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from gpunet.core.clusters import ClusterRequest, MemberStatus
@@ -34,11 +35,62 @@ from gpunet.server.db.tables import Device
 from gpunet.server.services.proof_schedule import network_of
 
 ROUNDS = 4
+Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")  # any SELECT, kept as it is
 _CHUNK = 500
 
 
 def _profiles_with(catalog: Catalog, min_tops: float) -> list[str]:
     return [m.key for m in catalog.models if (m.peak_int8_tops or 0) >= min_tops]
+
+
+_COLUMNS = (
+    Device.id, Device.profile, Device.vram_mib, Device.region, Device.host_fingerprint,
+    Device.enrolled_from, Device.status, Device.status_changed_at, Device.last_heartbeat_at,
+    Device.proof_owed_since, Device.last_pass_at,
+)
+
+
+def _hardware(query: Q, request: ClusterRequest, catalog: Catalog) -> Q:
+    """The request's hardware terms (and never a retired or unproven device), in SQL."""
+    query = query.where(Device.status != DeviceStatus.RETIRED.value, Device.profile.is_not(None))
+    if request.gpu_model is not None:
+        query = query.where(Device.profile == request.gpu_model)
+    if request.min_vram_mib is not None:
+        query = query.where(Device.vram_mib >= request.min_vram_mib)
+    if request.min_int8_tops is not None:
+        query = query.where(Device.profile.in_(_profiles_with(catalog, request.min_int8_tops)))
+    if request.region is not None:
+        query = query.where(Device.region == request.region)
+    return query
+
+
+def _usable(
+    query: Q, request: ClusterRequest, now: dt.datetime, online_window_s: float,
+    exclude: Collection[int],
+) -> Q:
+    """Placement's other checks in SQL (verified long enough, online, free, proof clear):
+    the same conditions as core.placement, for the fast path."""
+    # Held by a cluster, or released from one without a pass since: not usable.
+    held_or_unchecked = exists().where(
+        ClusterMember.device_id == Device.id,
+        or_(
+            ClusterMember.released_at.is_(None),
+            Device.last_pass_at.is_(None),
+            ClusterMember.released_at >= Device.last_pass_at,
+        ),
+    )
+    query = query.where(
+        Device.status == DeviceStatus.VERIFIED.value,
+        Device.last_heartbeat_at >= now - dt.timedelta(seconds=online_window_s),
+        Device.proof_owed_since.is_(None),
+        ~held_or_unchecked,
+    )
+    if request.min_verified_hours > 0:
+        since = now - dt.timedelta(hours=request.min_verified_hours)
+        query = query.where(Device.status_changed_at <= since)
+    if exclude:
+        query = query.where(Device.id.not_in(list(exclude)))
+    return query
 
 
 def candidates(
@@ -60,49 +112,85 @@ def candidates(
         .group_by(ClusterMember.device_id)
         .subquery()
     )
-    query = (
-        select(Device, holding.c.device_id, released.c.at)
+    query = _hardware(
+        select(*_COLUMNS, holding.c.device_id, released.c.at)
         .outerjoin(holding, holding.c.device_id == Device.id)
-        .outerjoin(released, released.c.device_id == Device.id)
-        .where(Device.status != DeviceStatus.RETIRED.value, Device.profile.is_not(None))
+        .outerjoin(released, released.c.device_id == Device.id),
+        request,
+        catalog,
     )
-    if request.gpu_model is not None:
-        query = query.where(Device.profile == request.gpu_model)
-    if request.min_vram_mib is not None:
-        query = query.where(Device.vram_mib >= request.min_vram_mib)
-    if request.min_int8_tops is not None:
-        query = query.where(Device.profile.in_(_profiles_with(catalog, request.min_int8_tops)))
-    if request.region is not None:
-        query = query.where(Device.region == request.region)
     tops = {m.key: m.peak_int8_tops for m in catalog.models}
     online_since = now - dt.timedelta(seconds=online_window_s)
     out = []
-    for device, held_by, released_at in session.execute(query):
-        if device.id in exclude:
+    for row in session.execute(query):
+        (pk, profile, vram, region, host, enrolled_from, status, changed_at, heard, owed,
+         passed, held_by, released_at) = row
+        if pk in exclude:
             continue
-        verified = device.status == DeviceStatus.VERIFIED.value
-        heard = device.last_heartbeat_at
+        verified = status == DeviceStatus.VERIFIED.value
         out.append(
             Candidate(
-                id=device.id,
-                profile=device.profile,
-                vram_mib=device.vram_mib,
-                int8_tops=tops.get(device.profile or ""),
-                region=device.region,
-                host=device.host_fingerprint,
-                network=network_of(device.enrolled_from),
+                id=pk,
+                profile=profile,
+                vram_mib=vram,
+                int8_tops=tops.get(profile or ""),
+                region=region,
+                host=host,
+                network=network_of(enrolled_from),
                 verified=verified,
-                verified_since=device.status_changed_at if verified else None,
+                verified_since=changed_at if verified else None,
                 online=heard is not None and heard >= online_since,
                 free=held_by is None,
-                proof_clear=device.proof_owed_since is None
-                and (
-                    released_at is None
-                    or (device.last_pass_at is not None and device.last_pass_at > released_at)
-                ),
+                proof_clear=owed is None
+                and (released_at is None or (passed is not None and passed > released_at)),
             )
         )
     return out
+
+
+def on_best_host(
+    session: Session,
+    request: ClusterRequest,
+    catalog: Catalog,
+    *,
+    now: dt.datetime,
+    online_window_s: float,
+    exclude: Collection[int] = (),
+) -> list[Candidate] | None:
+    """The fast path: the usable devices of the host that placement would choose for
+    `request` within one host, or None if no host has enough of them.
+
+    Placement prefers one host first and, among hosts with enough usable devices, the
+    one with the fewest (then the lowest device id): the same order as the GROUP BY here,
+    so `place` on these candidates chooses exactly what it would choose on the whole
+    network, while only one host's devices leave the database. (Tested against the full
+    path in tests/integration/test_clusters.py.)"""
+    query = _usable(
+        _hardware(
+            select(Device.host_fingerprint, func.count(), func.min(Device.id)), request, catalog
+        ),
+        request, now, online_window_s, exclude,
+    )
+    best = session.execute(
+        query.group_by(Device.host_fingerprint)
+        .having(func.count() >= request.count)
+        .order_by(func.count(), func.min(Device.id))
+        .limit(1)
+    ).first()
+    if best is None:
+        return None
+    rows = session.execute(
+        _usable(_hardware(select(*_COLUMNS), request, catalog), request, now, online_window_s,
+                exclude).where(Device.host_fingerprint == best[0])
+    )
+    tops = {m.key: m.peak_int8_tops for m in catalog.models}
+    return [
+        Candidate(id=pk, profile=profile, vram_mib=vram, int8_tops=tops.get(profile or ""),
+                  region=region, host=host, network=network_of(enrolled_from), verified=True,
+                  verified_since=changed_at, online=True, free=True, proof_clear=True)
+        for (pk, profile, vram, region, host, enrolled_from, _status, changed_at, _heard,
+             _owed, _passed) in rows
+    ]
 
 
 def _lock_free(session: Session, ids: Sequence[int]) -> set[int]:
@@ -137,9 +225,14 @@ def reserve(
     taken: set[int] = set(exclude)
     result: Placement | Refusal = Refusal("free", request.count, 0, "no placement tried")
     for _ in range(ROUNDS):
-        found = candidates(
+        found = on_best_host(
             session, request, catalog, now=now, online_window_s=online_window_s, exclude=taken
         )
+        if found is None:  # no one host will do: the whole network, and the reasons
+            found = candidates(
+                session, request, catalog, now=now, online_window_s=online_window_s,
+                exclude=taken,
+            )
         result = place(request, found, now)
         if not isinstance(result, Placement):
             return result

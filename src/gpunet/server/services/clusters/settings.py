@@ -17,12 +17,11 @@ class ClusterSettings(BaseSettings):
     command_timeout_s: float = Field(60.0, ge=1, le=3600)
     # A device is online for placement when its heartbeat was heard this recently.
     online_window_s: float = Field(150.0, ge=1, le=86400)
-    # A node whose agent left its control session is lost after this long without return.
+    # A node whose agent left its control session is lost after this long without a
+    # heartbeat (keep it above 30 s plus the uptime flush: how often one is written).
     lost_after_s: float = Field(60.0, ge=0.5, le=3600)
     # The longest cluster a customer may ask for, and how many clusters one may hold.
     max_duration_s: int = Field(7 * 86400, ge=60, le=366 * 86400)
     max_active_per_owner: int = Field(16, ge=1, le=10_000)
     # How often the driver moves every cluster towards what it should be.
     tick_s: float = Field(1.0, gt=0, le=60)
-    # CPUs each node offers Ray (agents may offer more with `worker run --ray-cpus`).
-    node_cpus: int = Field(1, ge=1, le=1024)
