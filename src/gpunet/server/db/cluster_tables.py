@@ -15,7 +15,7 @@ import datetime as dt
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gpunet.server.db.tables import Base
+from gpunet.server.db.tables import Base, Device
 from gpunet.server.db.types import BigId, UTCDateTime
 
 HOLDING = "released_at IS NULL"
@@ -135,3 +135,8 @@ class ClusterCommand(Base):
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     ok: Mapped[bool | None] = mapped_column(Boolean)
     result: Mapped[str | None] = mapped_column(Text)
+
+
+# Placement reads a window of verified devices of one proven profile in host order
+# (services.clusters.reservation.on_best_host).
+Index("ix_devices_status_profile_host", Device.status, Device.profile, Device.host_fingerprint)

@@ -64,6 +64,10 @@ def upgrade() -> None:
         _when("terminate_requested_at"),
         _when("ended_at"),
     )
+    # Placement reads a window of verified devices of one proven profile in host order.
+    op.create_index(
+        "ix_devices_status_profile_host", "devices", ["status", "profile", "host_fingerprint"]
+    )
     op.create_index("ix_clusters_status", "clusters", ["status"])
     op.create_index("ix_clusters_owner_id", "clusters", ["owner_id"])
     _members_and_events()
@@ -137,6 +141,7 @@ def _outbox() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_devices_status_profile_host", table_name="devices")
     op.drop_table("cluster_commands")
     op.drop_table("cluster_events")
     op.drop_table("cluster_members")
