@@ -349,3 +349,7 @@ def test_readme_supplier_and_operator_sections_work_as_written(
     offline = [*verify[: verify.index("--from-url")], "--proof", str(saved)]
     assert walk.run(offline).stdout.startswith(f"OK: {DEV_WALLET} was paid")
     assert any(re.match(r"devices: [1-9]\d* verified", line) for line in make_run.seen)
+    # The explorer's URL is printed, and its front page is the network's overview.
+    explorer = next(line.split()[1] for line in make_run.seen if line.startswith("explorer: "))
+    front = httpx.get(explorer, timeout=10)
+    assert front.status_code == 200 and 'id="verified-gpus"' in front.text
