@@ -258,6 +258,8 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true",
                     help="skip calibrating without torch.compile")
     ap.add_argument("--eager", action="store_true", help="also time it without graphs")
+    ap.add_argument("--sections", default="ceilings,identity,no-compile",
+                    help="optional sections to run besides calibration, exchange, other")
     args = ap.parse_args()
     OUT = Path(args.out)
     BACKEND = "torch-cpu" if args.dry_run else "cuda"
@@ -267,14 +269,16 @@ def main() -> None:
     prof = default_catalog().get(args.profile)
     if prof is None:
         sys.exit(f"unknown profile {args.profile}")
-    if BACKEND == "cuda":
+    wanted = set(args.sections.split(","))
+    if BACKEND == "cuda" and "ceilings" in wanted:
         ceilings(prof.params.n)
-    byte_identity()
+    if "identity" in wanted:
+        byte_identity()
     calibration(args.profile)
     honest_exchange(args.profile)
     if args.other:
         other_profile(args.other)
-    if not args.no_compile:
+    if not args.no_compile and "no-compile" in wanted:
         calibration_no_compile(args.profile)
     if args.eager:
         without_graphs(args.profile)

@@ -29,7 +29,12 @@ from gpunet.core.pog import ChallengeParams, ModelProfile
 from gpunet.core.pog.derive import Derivation, row_refs
 from gpunet.core.pog.messages import Challenge
 from gpunet.core.pog.rowtree import StepTree
-from gpunet.core.pog.security import SCRATCH_BYTES, DeviceRates, step_seconds
+from gpunet.core.pog.security import (
+    SCRATCH_BYTES,
+    DeviceRates,
+    reference_fraction,
+    step_seconds,
+)
 
 SIM_N = 256
 SIM_STEPS = 60
@@ -137,20 +142,11 @@ def honest_prover(cost: RealCost) -> SimulatedProver:
 
 
 def rates_of(profile: ModelProfile, memory_share: float = 1.0) -> DeviceRates:
-    """The catalog's figures at the achieved fractions its estimates assume."""
+    """The catalog's figures at the fraction of peak the reference prover reaches: a
+    cheater here runs the same prover as honest devices, less memory."""
     apple = profile.peak_int8_tops is None
     peak = (profile.peak_fp32_tflops if apple else profile.peak_int8_tops) or 0.0
-    eff = (
-        0.5
-        if apple
-        else (
-            0.65
-            if profile.key.startswith(("h100", "h200"))
-            else 0.7
-            if profile.key.startswith("a100")
-            else 0.6
-        )
-    )
+    eff = reference_fraction(profile.key)
     return DeviceRates(
         peak * 1e12 * eff,
         (profile.mem_bandwidth_gbs or 0) * 0.8e9,

@@ -228,9 +228,10 @@ def run(
         )
     endpoints = _control_endpoints(control, config)
 
+    provers = {d: _ready_prover(gpus.get(u)) for d, u in by_device.items()}
+
     def prover_for(device_id: str) -> Any:
-        gpu = gpus.get(by_device.get(device_id, ""))
-        return get_prover(gpu.backend if gpu else "cpu")
+        return provers.get(device_id) or get_prover("cpu")
 
     def hardware_for(device_id: str) -> Any:
         return hardware_report(found.gpus, by_device[device_id])
@@ -430,3 +431,21 @@ PrivateTmp=true
 
 [Install]
 WantedBy=multi-user.target""")
+
+
+def _ready_prover(gpu: Any) -> Any:
+    """The prover for one enrolled GPU, on its own CUDA device, with its one-time costs
+    (the CUDA prover compiles its digest kernel: tens of seconds) paid before the agent
+    connects, since a challenge's clock starts when it is issued."""
+    from gpunet.agent.provers import get_prover
+    from gpunet.core.pog import default_catalog
+
+    if gpu is None:
+        return get_prover("cpu")
+    options = {"device": f"cuda:{gpu.index}"} if gpu.backend == "cuda" else {}
+    prover = get_prover(gpu.backend, **options)
+    profile = default_catalog().get(gpu.model_key or "")
+    if profile is not None and gpu.backend != "cpu":
+        click.echo(f"preparing the {gpu.backend} prover for {profile.key}...", err=True)
+        prover.warm_up(profile.params)
+    return prover

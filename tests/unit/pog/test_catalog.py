@@ -13,7 +13,12 @@ from gpunet.core.pog import (
     default_catalog,
     reward_eligible,
 )
-from gpunet.core.pog.security import DeviceRates, expected_seconds
+from gpunet.core.pog.security import (
+    DeviceRates,
+    expected_seconds,
+    opening_window_seconds,
+    reference_fraction,
+)
 
 REQUIRED = ["h100-sxm", "h100-pcie", "h200", "a100-40gb", "a100-80gb", "l40s",
             "rtx-4090", "rtx-3090", "apple-m2-max", "apple-m3-max", DEV_PROFILE]
@@ -41,16 +46,23 @@ def test_model_fits_its_own_memory_and_covers_most_of_it(catalog, key):
     assert m.budget.source and all(m.sources.values())
 
 
-def test_gpu_budgets_are_marked_uncalibrated_until_measured(catalog):
+def test_gpu_budgets_say_whether_they_were_measured(catalog):
     for m in catalog.models:
-        if m.vendor != GpuVendor.CPU:
-            assert m.budget.calibrated is False
+        if m.vendor == GpuVendor.CPU:
+            continue
+        if m.budget.calibrated:  # measured on the card: which card, and when
+            assert m.budget.source.startswith("measured:") and m.name.split()[-2] in (
+                m.budget.source)
+            assert m.budget.open_budget_s >= opening_window_seconds(m.params)
+        else:
             assert "estimate" in m.budget.source
+    assert catalog.get("h200").budget.calibrated
 
 
 def test_datasheet_estimates_are_the_computed_ones(catalog):
     m = catalog.get("h100-sxm")
-    est = expected_seconds(m.params, DeviceRates(0.65 * 1979e12, 0.8 * 3350e9, 64e9))
+    est = expected_seconds(
+        m.params, DeviceRates(reference_fraction(m.key) * 1979e12, 0.8 * 3350e9, 64e9))
     assert m.budget.expected_s == pytest.approx(est, abs=0.01)
     assert m.budget.budget_s == pytest.approx(1.2 * est, abs=0.01)
 

@@ -65,8 +65,11 @@ def test_every_memory_cheat_misses_the_budget(m):
 
 
 @pytest.mark.parametrize("m", [m for m in GPUS if m.vendor == "nvidia"], ids=lambda m: m.key)
-def test_holding_65_percent_of_the_working_set_misses_the_budget(m):
-    assert best_memory_cheat_seconds(m.params, rates(m.key, 0.65)) > m.budget.budget_s
+def test_holding_58_percent_of_the_working_set_misses_the_budget(m):
+    """The memory a proof resolves, at the reference prover's measured speed: 66-68% of
+    the working set for most models, 58-61% for H100 PCIe, L40S and RTX 3090, whose
+    compute is fast for their memory (docs/proof-of-gpu.md, section 5)."""
+    assert best_memory_cheat_seconds(m.params, rates(m.key, 0.58)) > m.budget.budget_s
 
 
 @pytest.mark.parametrize(("actual", "claimed"), [

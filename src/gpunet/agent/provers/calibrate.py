@@ -31,6 +31,7 @@ from gpunet.core.pog.catalog import ModelProfile, default_catalog
 from gpunet.core.pog.messages import Challenge
 from gpunet.core.pog.openings import plan_openings
 from gpunet.core.pog.params import ChallengeParams
+from gpunet.core.pog.security import opening_window_seconds
 from gpunet.core.pog.verify import verify
 
 BUDGET_MARGIN = 1.2  # must stay below the closest time ratio between catalog models
@@ -62,7 +63,7 @@ class CalibrationResult(BaseModel):
         return {
             "expected_s": round(self.commit_s, 3),
             "budget_s": round(self.suggested_budget_s, 3),
-            "open_budget_s": round(self.suggested_open_budget_s, 2),
+            "open_budget_s": round(self.suggested_open_budget_s, 1),
             "calibrated": True,
             "source": f"measured: gpunet calibrate, backend {self.backend} on {self.device}, "
             f"median of {len(self.runs_s)} runs, x{BUDGET_MARGIN} margin, {self.measured_at}",
@@ -200,6 +201,7 @@ def calibrate(
         plain_gemm_tops=plain,
         efficiency=achieved / plain if plain else 0.0,
         suggested_budget_s=commit_s * BUDGET_MARGIN,
-        suggested_open_budget_s=max(6.0, 0.5 * commit_s),
+        # Openings cross the supplier's uplink: never less than the window for 10 Mbit/s.
+        suggested_open_budget_s=max(6.0, 0.5 * commit_s, opening_window_seconds(p)),
         measured_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ"),
     )
