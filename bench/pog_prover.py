@@ -1,5 +1,6 @@
 """Prover efficiency: achieved int8 throughput of a challenge / the backend's own plain
-GEMM throughput on the same machine (goal >= 0.85 on GPUs), via `calibrate`.
+GEMM throughput on the same machine (goal >= 0.85 on GPUs; 0.37 on an H200 so far, see
+bench/pog_device.py and BENCHMARKS.md), via `calibrate`.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/pog_prover.py
     .venv/bin/python bench/pog_prover.py cuda 65536 15   # on a GPU host: backend n steps
