@@ -105,6 +105,7 @@ class Node:
     log_file: Path
     temp: Path
     started: cc.NodeStarted | None = None
+    ready: asyncio.Future[cc.NodeStarted] = field(init=False, repr=False)
     stopping: bool = False
     watcher: asyncio.Task[None] | None = None
     ports: dict[str, int] = field(default_factory=dict)
@@ -146,18 +147,27 @@ class RayNodes:
         start = cc.StartNode.parse(args)
         async with self._lock:
             node = self.nodes.get((start.cluster, start.device))
-            if node is not None and node.process.poll() is None and node.started is not None:
-                return node.started.wire()
-            if node is not None:
+            running = node is not None and node.process.poll() is None
+            if node is not None and not running:
                 await self._terminate(node)
-            node = self._spawn(start)
-            self.nodes[node.key] = node
+            if not running:
+                node = self._spawn(start)
+                node.ready = asyncio.get_running_loop().create_future()
+                self.nodes[node.key] = node
+        assert node is not None
+        if running:
+            # Delivered again (an answer lost, or slower than the coordinator waits): the
+            # same node's answer, once it is up.
+            return (await asyncio.shield(node.ready)).wire()
         try:
             node.started = await self._wait_ready(node)
-        except Exception:
+        except Exception as exc:
+            node.ready.set_exception(exc)
+            node.ready.exception()  # retrieved here, so an unawaited failure is not logged
             await self._terminate(node)
             self.nodes.pop(node.key, None)
             raise
+        node.ready.set_result(node.started)
         node.watcher = asyncio.get_running_loop().create_task(self._watch(node))
         log.info("cluster %s: %s node for %s is up", start.cluster,
                  "head" if start.is_head else "worker", start.device)

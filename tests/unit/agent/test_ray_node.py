@@ -53,8 +53,11 @@ def test_head_and_worker_start_with_token_auth_and_stop(fake_ray: Path, tmp_path
         head = cc.NodeStarted.parse(await nodes.start(start_args(HEAD)))
         assert head.address is not None and head.address.startswith("127.0.0.1:")
         assert head.dashboard is not None
-        # A second delivery of the same start answers as the first (idempotent).
+        # A second delivery of the same start answers as the first (idempotent), and two
+        # at once start one node.
         assert cc.NodeStarted.parse(await nodes.start(start_args(HEAD))) == head
+        both = await asyncio.gather(nodes.start(start_args(HEAD)), nodes.start(start_args(HEAD)))
+        assert both[0] == both[1] == head.wire()
         worker = cc.NodeStarted.parse(await nodes.start(start_args(WORKER, head.address)))
         assert worker.address is None
         argv = recorded(fake_ray, "argv")
@@ -138,3 +141,23 @@ def test_without_ray_the_start_fails_clearly(
             await nodes.start(start_args(HEAD))
 
     asyncio.run(scenario())
+
+
+def test_a_start_delivered_again_while_starting_waits_for_the_same_node(
+    fake_ray: Path, tmp_path: Path
+) -> None:
+    slow = fake_ray.parent / "ray-slow"
+    ready = 'echo "Ray runtime started."'
+    slow.write_text(FAKE_RAY.replace(ready, f"sleep 1; {ready}"))
+    slow.chmod(slow.stat().st_mode | stat.S_IXUSR)
+
+    async def scenario() -> None:
+        nodes = RayNodes(tmp_path / "ray", ray_bin=str(slow))
+        first = asyncio.ensure_future(nodes.start(start_args(HEAD)))
+        await asyncio.sleep(0.3)  # the node is starting when the command comes again
+        again = await nodes.start(start_args(HEAD))
+        assert again == await first
+        assert len(recorded(fake_ray, "argv")) == 1
+        await nodes.stop_all()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

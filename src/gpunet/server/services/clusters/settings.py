@@ -12,9 +12,10 @@ class ClusterSettings(BaseSettings):
 
     # Customers' clusters (docs/clusters.md): a cluster not ready this long after its
     # request has failed and its devices are released.
-    build_timeout_s: float = Field(180.0, ge=5, le=3600)
-    # A command delivered to an agent without an answer for this long is delivered again.
-    command_timeout_s: float = Field(60.0, ge=1, le=3600)
+    build_timeout_s: float = Field(300.0, ge=5, le=3600)
+    # A command delivered to an agent without an answer for this long is delivered again
+    # (longer than an agent's `ray start` may take: 120 s).
+    command_timeout_s: float = Field(150.0, ge=1, le=3600)
     # A device is online for placement when its heartbeat was heard this recently.
     online_window_s: float = Field(150.0, ge=1, le=86400)
     # A node whose agent left its control session is lost after this long without a
