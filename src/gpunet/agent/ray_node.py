@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -46,6 +46,9 @@ STOP_TIMEOUT_S = 20.0
 OBJECT_STORE_BYTES = 128 * 1024 * 1024  # enough for the readiness check; Ray's minimum is 75 MB
 _READY = "Ray runtime started"
 _PR_SET_PDEATHSIG = 1
+# Not $TMPDIR, which may be long: Ray's socket paths must fit in 107 bytes. Directories
+# are made by mkdtemp (random name, mode 0700) and only our own are ever removed.
+SHORT_TMP = Path("/tmp")  # noqa: S108
 
 # Run by the head's agent with the cluster's token: every node Ray reports alive, and
 # the node each pinned task actually ran on (one per node, zero CPUs so busy nodes
@@ -137,6 +140,13 @@ class RayNodes:
         self.report: Report | None = None
         self.nodes: dict[tuple[str, str], Node] = {}
         self._lock = asyncio.Lock()
+        # Ray's socket paths must stay under the kernel's 107-byte limit, so each node's
+        # directory is short, under /tmp, and named after this agent's home: what an
+        # earlier life of this agent left (its nodes died with it) is removed here.
+        self._temp_prefix = "gpr" + hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
+        for stale in SHORT_TMP.glob(self._temp_prefix + "*"):
+            if not stale.is_symlink() and stale.is_dir() and stale.stat().st_uid == os.getuid():
+                shutil.rmtree(stale, ignore_errors=True)
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any]]]:
         return {cc.START: self.start, cc.STOP: self.stop, cc.CHECK: self.check,
@@ -232,9 +242,7 @@ class RayNodes:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(start.token)
-        # Ray's socket paths must stay under the kernel's 107-byte limit: a short
-        # directory of its own under the system temp dir, whatever the agent home is.
-        temp = Path(tempfile.mkdtemp(prefix=f"gpr{secrets.token_hex(3)}", dir="/tmp"))
+        temp = Path(tempfile.mkdtemp(prefix=self._temp_prefix, dir=SHORT_TMP))
         ports = {"node-manager-port": free_port(), "object-manager-port": free_port(),
                  "dashboard-agent-listen-port": free_port(),
                  "dashboard-agent-grpc-port": free_port(),
@@ -298,6 +306,8 @@ class RayNodes:
         if node.stopping or self.nodes.get(node.key) is not node:
             return
         self.nodes.pop(node.key, None)
+        node.token_file.unlink(missing_ok=True)
+        shutil.rmtree(node.temp, ignore_errors=True)
         detail = f"ray exited with code {node.process.returncode}"
         log.warning("cluster %s: node for %s exited: %s", *node.key, detail)
         if self.report is not None:

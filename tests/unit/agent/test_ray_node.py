@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gpunet.agent.ray_node import RayNodes
+from gpunet.agent.ray_node import SHORT_TMP, RayNodes
 from gpunet.core import clusters as cc
 
 CLUSTER = "clu_abcdefghijklmnop"
@@ -107,6 +108,12 @@ def test_a_node_that_dies_is_reported(fake_ray: Path, tmp_path: Path) -> None:
         assert reports and reports[0]["cluster"] == CLUSTER and reports[0]["device"] == HEAD
         assert cc.NodeRef.parse(reports[0]).device == HEAD
         assert await nodes.status({"cluster": CLUSTER, "device": HEAD}) == {"running": False}
+        assert not (tmp_path / "ray" / CLUSTER / HEAD / "token").exists()
+        # An agent that starts again (its nodes died with it, by SIGKILL say) clears
+        # what they left.
+        left = Path(tempfile.mkdtemp(prefix=nodes._temp_prefix, dir=SHORT_TMP))
+        RayNodes(tmp_path / "ray", ray_bin=str(fake_ray))
+        assert not left.exists()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
