@@ -1,18 +1,22 @@
 """T1 at scale: a flood of enrollment attempts with fabricated hardware and codes.
 
 Starts a real coordinator (uvicorn, one worker process) on loopback, floods
-`POST /api/v1/enroll` from an asyncio load generator over keep-alive connections, and
-meanwhile has an honest owner change a device label at a steady rate. Reports:
+`POST /api/v1/enroll` from an asyncio load generator over keep-alive connections (in a
+process of its own, so the honest client below never waits on the generator's GIL),
+and meanwhile has an honest owner change a device label at a steady rate. Reports:
 
-- attempts rejected per second, and the coordinator's CPU time per rejection
-  (from /proc/<pid>/stat, user + system);
-- the honest owner's write latency (p50/p99) without the flood and during it.
+- attempts answered per second: refused (401, a forged code) or shed (503, the
+  admission gate's anonymous lane was full, server/admission.py); the coordinator's CPU
+  time per answer and its CPU use during the flood (from /proc/<pid>/stat, user +
+  system; near 100% of one core means the flood saturates the worker);
+- the honest owner's write latency (p50/p99) without the flood and during it, and
+  the ratio of the two p99s (issue 8 asks for at most 5).
 
 Per-address and per-principal limits are raised out of the way for the run, so that
 every attempt takes the full rejection path (a real flood comes from many addresses);
 with the default limits a single address is cut off after 30 attempts a minute.
 
-    .venv/bin/python bench/enroll_flood.py --attempts 1000000
+    .venv/bin/python bench/enroll_flood.py --attempts 300000 --baseline-seconds 20
     .venv/bin/python bench/enroll_flood.py --attempts 1000000 --database-url postgresql://...
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import socket
@@ -105,6 +110,14 @@ async def flood(port: int, attempts: int, connections: int, bodies: list[bytes])
 
     await asyncio.gather(*(one_connection(i * 7919) for i in range(connections)))
     return statuses
+
+
+def flood_process(
+    port: int, attempts: int, connections: int, distinct: int, out: multiprocessing.Queue
+) -> None:
+    bodies = [fabricated_body() for _ in range(distinct)]
+    out.put("ready")
+    out.put(asyncio.run(flood(port, attempts, connections, bodies)))
 
 
 def honest_writer(
@@ -228,17 +241,25 @@ def main() -> None:
         t.join()
 
         print(f"generating {min(args.attempts, 20000)} distinct fabricated bodies...", flush=True)
-        bodies = [fabricated_body() for _ in range(min(args.attempts, 20000))]
         during: list[float] = []
         stop = threading.Event()
         t = threading.Thread(
             target=honest_writer, args=(base, token, device_id, stop, args.honest_rate, during)
         )
+        results: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+        flooder = multiprocessing.get_context("spawn").Process(
+            target=flood_process,
+            args=(port, args.attempts, args.connections, min(args.attempts, 20000), results),
+        )
+        flooder.start()
+        results.get()  # the bodies are made
         cpu0 = cpu_seconds(server_pid)
         wall0 = time.perf_counter()
+        time.sleep(1.0)  # let the flood reach full speed before honest writes are timed
         t.start()
-        statuses = asyncio.run(flood(port, args.attempts, args.connections, bodies))
+        statuses = results.get()
         wall = time.perf_counter() - wall0
+        flooder.join()
         cpu = cpu_seconds(server_pid) - cpu0
         stop.set()
         t.join()
@@ -247,29 +268,34 @@ def main() -> None:
         server.wait(timeout=30)
 
     total = sum(statuses.values())
-    rejected = sum(v for k, v in statuses.items() if k.startswith("4"))
+    rejected = sum(v for k, v in statuses.items() if k.startswith(("4", "5")))
+    idle_p99 = percentile(baseline, 0.99)
+    flood_p99 = percentile(during, 0.99)
     print(
         json.dumps(
             {
                 "database": "postgresql" if url.startswith("postgres") else "sqlite",
                 "attempts": total,
                 "statuses": statuses,
-                "rejected": rejected,
+                "refused_401": statuses.get("401", 0),
+                "shed_503": statuses.get("503", 0),
                 "accepted": statuses.get("201", 0),
                 "wall_seconds": round(wall, 1),
-                "rejections_per_second": round(rejected / wall),
+                "answers_per_second": round(rejected / wall),
                 "server_cpu_seconds": round(cpu, 1),
-                "server_cpu_us_per_rejection": round(cpu / max(rejected, 1) * 1e6, 1),
+                "server_cpu_share_of_one_core": round(cpu / wall, 2),
+                "server_cpu_us_per_answer": round(cpu / max(rejected, 1) * 1e6, 1),
                 "honest_writes_baseline": {
                     "n": len(baseline),
                     "p50_ms": round(statistics.median(baseline) * 1e3, 2),
-                    "p99_ms": round(percentile(baseline, 0.99) * 1e3, 2),
+                    "p99_ms": round(idle_p99 * 1e3, 2),
                 },
                 "honest_writes_during_flood": {
                     "n": len(during),
                     "p50_ms": round(statistics.median(during) * 1e3, 2),
-                    "p99_ms": round(percentile(during, 0.99) * 1e3, 2),
+                    "p99_ms": round(flood_p99 * 1e3, 2),
                 },
+                "p99_during_flood_over_idle": round(flood_p99 / idle_p99, 2),
             },
             indent=2,
         )
