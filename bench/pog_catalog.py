@@ -109,7 +109,9 @@ def candidates(row: tuple, every: bool = False) -> list[tuple[float, ChallengePa
 
 
 def cheat_ratio(p: ChallengeParams, row: tuple) -> float:
-    """The slowest-missing cheat of `binds` over CHEAT_RATIO x the honest time (>= 1 binds)."""
+    """The fastest memory cheat over CHEAT_RATIO x the honest time (>= 1 binds): the
+    minimal offload prover, keep-every-other and keep-every-third at the model's own
+    speed, and (GPUs with a real working set) the best cheat of a device holding 65%."""
     full = rates_of(row)
     honest = expected_seconds(p, full)
     worst = min(minimal_offload_seconds(p, full), recompute_seconds(p, full, 1 / 2),
@@ -120,20 +122,11 @@ def cheat_ratio(p: ChallengeParams, row: tuple) -> float:
 
 
 def binds(p: ChallengeParams, row: tuple) -> bool:
-    """Every memory cheat of the issue misses the budget by a margin: the minimal offload
-    prover, keep-every-other and keep-every-third at the model's own speed, and (GPUs with
-    a real working set) the best cheat of a device holding 65% of it."""
-    full = rates_of(row)
-    honest = expected_seconds(p, full)
-    worst = min(
-        minimal_offload_seconds(p, full),
-        recompute_seconds(p, full, 1 / 2),
-        recompute_seconds(p, full, 1 / 3),
-    )
-    if row[2] == "apple":
-        return worst >= CHEAT_RATIO * honest
-    cheat = best_memory_cheat_seconds(p, rates_of(row, CHEAT_HOLDS))
-    return min(worst, cheat) >= CHEAT_RATIO * honest and honest >= MIN_SECONDS
+    """Every memory cheat of the issue misses the budget by a margin (`cheat_ratio`), and
+    a GPU's honest run lasts at least MIN_SECONDS."""
+    if cheat_ratio(p, row) < 1:
+        return False
+    return row[2] == "apple" or expected_seconds(p, rates_of(row)) >= MIN_SECONDS
 
 
 def entry(row: tuple, old: dict | None) -> dict:

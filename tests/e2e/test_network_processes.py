@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,17 +228,26 @@ class Network:
             c.stop()
 
 
-@pytest.fixture
-def sqlite_network(tmp_path: Path) -> Iterator[Network]:
+@contextmanager
+def sqlite_network_of(tmp_path: Path, kind: type[Coordinator] = Coordinator) -> Iterator[Network]:
+    """One migrated coordinator of `kind` on SQLite, started; stopped with its agents."""
     port = free_port()
-    c = Coordinator(
+    c = kind(
         f"sqlite:///{tmp_path}/net.db", f"http://127.0.0.1:{port}", port, free_port(), tmp_path
     )
     subprocess.run([GPUNET, "server", "migrate"], env=c.env(), check=True, capture_output=True)
     net = Network(tmp_path, [c])
     c.start()
-    yield net
-    net.stop()
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+@pytest.fixture
+def sqlite_network(tmp_path: Path) -> Iterator[Network]:
+    with sqlite_network_of(tmp_path) as net:
+        yield net
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

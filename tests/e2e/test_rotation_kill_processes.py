@@ -29,8 +29,8 @@ from tests.e2e.test_network_processes import (
     GPUNET,
     Coordinator,
     Network,
-    free_port,
     rollcall_all,
+    sqlite_network_of,
     wait_for,
 )
 
@@ -51,15 +51,8 @@ class OneSecondSlots(Coordinator):
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Network]:
-    port = free_port()
-    c = OneSecondSlots(
-        f"sqlite:///{tmp_path}/net.db", f"http://127.0.0.1:{port}", port, free_port(), tmp_path
-    )
-    subprocess.run([GPUNET, "server", "migrate"], env=c.env(), check=True, capture_output=True)
-    net = Network(tmp_path, [c])
-    c.start()
-    yield net
-    net.stop()
+    with sqlite_network_of(tmp_path, OneSecondSlots) as net:
+        yield net
 
 
 def _enroll_and_run(net: Network) -> Path:
